@@ -1,0 +1,412 @@
+"""`OptimWrapper` and `OptimWrapperDict`: parameter updates on Accelerate's idiom.
+
+The wrapper is a thin layer over ``accelerator.backward``, ``no_sync``/``autocast``,
+``clip_grad_norm_``, ``step`` and ``zero_grad``. It corrects one thing Accelerate gets
+wrong for us: ``accelerator.backward`` always divides the loss by a fixed
+``gradient_accumulation_steps``, while an exact last window that holds ``r`` micro-batches
+must divide by ``r``. Building wrappers from MMEngine-style dicts lives in
+`engine.optim_build`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_NO_GRAD_NORM = None
+
+
+def _parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
+    if clip_grad is None:
+        return None
+    if not isinstance(clip_grad, dict):
+        raise TypeError(
+            f"clip_grad must be a dict such as dict(max_norm=1.0) or dict(type='value', clip_value=1.0), got {type(clip_grad).__name__}"
+        )
+    cfg = dict(clip_grad)
+    kind = cfg.pop("type", "norm")
+    if kind == "norm":
+        if "max_norm" not in cfg:
+            raise ValueError(
+                f"clip_grad of type 'norm' needs max_norm, got keys {sorted(clip_grad)}"
+            )
+        unknown = set(cfg) - {"max_norm", "norm_type", "error_if_nonfinite"}
+        if unknown:
+            raise ValueError(
+                f"clip_grad has unknown keys {sorted(unknown)}; accepted: max_norm, norm_type"
+            )
+        cfg.pop("error_if_nonfinite", None)
+        return "norm", {"max_norm": float(cfg["max_norm"]), "norm_type": cfg.get("norm_type", 2)}
+    if kind == "value":
+        if set(cfg) != {"clip_value"}:
+            raise ValueError(
+                f"clip_grad of type 'value' takes exactly clip_value, got keys {sorted(cfg)}"
+            )
+        return "value", {"clip_value": float(cfg["clip_value"])}
+    raise ValueError(f"clip_grad type {kind!r} is unknown; accepted: 'norm' (default) or 'value'")
+
+
+class OptimWrapper:
+    """Backward, accumulation, clipping and stepping for one optimizer.
+
+    Accumulation is exact: every update applies the mean gradient of the micro-batches
+    in its window. Windows follow the global iteration count set by
+    `initialize_count_status`; when training ends at ``max_counts`` and
+    ``max_counts % accumulative_counts == r != 0``, the last window's losses are divided
+    by ``r``. Non-final micro-batches run under ``no_sync`` in distributed runs.
+
+    Args:
+        optimizer: a torch optimizer, or one prepared by ``accelerator.prepare``.
+        accelerator: the run's ``Accelerator``. ``None`` works in a plain process:
+            ``loss.backward()`` and torch's clipping, no autocast.
+        accumulative_counts: micro-batches per optimizer update.
+        clip_grad: ``dict(max_norm=..., norm_type=2)`` or ``dict(type='value', clip_value=...)``;
+            applied on update steps only.
+
+    Example:
+        >>> ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), accumulative_counts=2)
+        >>> with ow.optim_context(model):
+        ...     loss = model(x).sum()
+        >>> ow.update_params(loss)
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        accelerator: Any = None,
+        accumulative_counts: int = 1,
+        clip_grad: dict | None = None,
+    ) -> None:
+        if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer (or one prepared by Accelerate), got {type(optimizer).__name__}"
+            )
+        if (
+            isinstance(accumulative_counts, bool)
+            or not isinstance(accumulative_counts, int)
+            or accumulative_counts < 1
+        ):
+            raise ValueError(
+                f"accumulative_counts must be an int >= 1, got {accumulative_counts!r}"
+            )
+        self.optimizer = optimizer
+        self.accumulative_counts = accumulative_counts
+        self.clip_grad = clip_grad
+        self._clip = _parse_clip_grad(clip_grad)
+        self._inner_count = 0
+        self._max_counts = -1
+        self._divisible_counts = -1
+        self._remainder_counts = 0
+        self.last_grad_norm: torch.Tensor | None = _NO_GRAD_NORM
+        self.accelerator = None
+        self._accelerate_step_needed = False
+        self._inner_optimizer = optimizer
+        self._multi_process = False
+        if accelerator is not None:
+            self.attach(accelerator)
+
+    # -- set-up --------------------------------------------------------------
+    def attach(self, accelerator: Any, optimizer: Any = None) -> None:
+        """Use `accelerator` from now on (and `optimizer`, the prepared copy, when given)."""
+        if optimizer is not None:
+            self.optimizer = optimizer
+        self.accelerator = accelerator
+        from accelerate.utils import DistributedType
+
+        # AcceleratedOptimizer.step adds work on every call (an uncached import probe for
+        # LOMO, XLA checks). It is needed only for a loss scaler, XLA, DeepSpeed and
+        # LOMO; elsewhere we step the inner optimizer directly, which is what it would do.
+        inner = getattr(self.optimizer, "optimizer", None)
+        self._accelerate_step_needed = (
+            inner is None
+            or accelerator.scaler is not None
+            or accelerator.distributed_type in (DistributedType.XLA, DistributedType.DEEPSPEED)
+            or type(inner).__name__ in ("Lomo", "AdaLomo")
+        )
+        self._inner_optimizer = self.optimizer if inner is None else inner
+        self._multi_process = accelerator.num_processes > 1
+
+    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
+        """Place the accumulation window: ``init_counts`` micro-batches done of ``max_counts``.
+
+        Called by the loops from `TrainState` at the start and on resume.
+        """
+        self._inner_count = int(init_counts)
+        self._max_counts = int(max_counts)
+        if self.accumulative_counts > 1:
+            if init_counts % self.accumulative_counts != 0:
+                logger.warning(
+                    "Resuming at iteration %d, inside an accumulation window of %d: the window "
+                    "continues with the gradients it had before the interruption only if they were saved.",
+                    init_counts,
+                    self.accumulative_counts,
+                )
+            if model is not None and _has_batch_norm(model):
+                logger.warning(
+                    "Gradient accumulation with BatchNorm: statistics follow micro-batches, not windows."
+                )
+        self._remainder_counts = (
+            self._max_counts % self.accumulative_counts if self._max_counts > 0 else 0
+        )
+        self._divisible_counts = self._max_counts - self._remainder_counts
+
+    # -- the update ----------------------------------------------------------
+    def update_params(
+        self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None
+    ) -> None:
+        """Scale ``loss`` for its window, backward, and on the window's last micro-batch
+        clip, step and zero the gradients."""
+        self.last_grad_norm = _NO_GRAD_NORM
+        self.backward(self.scale_loss(loss))
+        if self.should_update():
+            self.step(**(step_kwargs or {}))
+            self.zero_grad(**(zero_kwargs or {}))
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """Divide by the size of the window this micro-batch belongs to."""
+        if self.accumulative_counts == 1:
+            return loss
+        if self._max_counts > 0 and self._inner_count >= self._divisible_counts:
+            return loss / self._remainder_counts
+        return loss / self.accumulative_counts
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
+        acc = self.accelerator
+        if acc is None:
+            loss.backward(**kwargs)
+        else:
+            steps = acc.gradient_accumulation_steps
+            # Accelerate divides by its own fixed step count; `scale_loss` has already
+            # divided by the true window size, so undo Accelerate's division.
+            acc.backward(loss * steps if steps != 1 else loss, **kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs: Any) -> None:
+        """Clip (if configured) and step the optimizer."""
+        if self._clip is not None:
+            self.last_grad_norm = self._clip_grads()
+        acc = self.accelerator
+        if acc is None or not self._accelerate_step_needed:
+            self._inner_optimizer.step(**kwargs)
+        else:
+            acc.gradient_state._set_sync_gradients(True)
+            self.optimizer.step(**kwargs)
+
+    def zero_grad(self, **kwargs: Any) -> None:
+        kwargs.setdefault("set_to_none", True)
+        if self.accelerator is None or not self._accelerate_step_needed:
+            self._inner_optimizer.zero_grad(**kwargs)
+        else:
+            self.accelerator.gradient_state._set_sync_gradients(True)
+            self.optimizer.zero_grad(**kwargs)
+
+    def _clip_grads(self) -> torch.Tensor | None:
+        kind, cfg = self._clip
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        acc = self.accelerator
+        if acc is None:
+            if kind == "norm":
+                return nn.utils.clip_grad_norm_(params, **cfg)
+            nn.utils.clip_grad_value_(params, **cfg)
+            return None
+        if kind == "value":
+            acc.clip_grad_value_(params, **cfg)
+            return None
+        from accelerate.utils import DistributedType
+
+        if (
+            acc.mixed_precision == "fp16"
+            and len(acc._optimizers) > 1
+            and acc.distributed_type
+            not in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.XLA)
+        ):
+            # Accelerate's clip_grad_norm_ unscales *every* prepared optimizer; with two
+            # (a GAN) the other one would be unscaled twice. Unscale only ours.
+            acc.unscale_gradients(optimizer=self.optimizer)
+            return nn.utils.clip_grad_norm_(params, **cfg)
+        return acc.clip_grad_norm_(params, **cfg)
+
+    # -- accumulation position ----------------------------------------------
+    def should_update(self) -> bool:
+        """True after the last micro-batch of a window (called after `backward`)."""
+        return (
+            self._inner_count % self.accumulative_counts == 0
+            or self._inner_count == self._max_counts
+        )
+
+    def should_sync(self) -> bool:
+        """True when the next micro-batch ends a window, so its gradients must be reduced."""
+        nxt = self._inner_count + 1
+        return nxt % self.accumulative_counts == 0 or nxt == self._max_counts
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
+        ``no_sync`` so distributed runs reduce gradients once per window."""
+        acc = self.accelerator
+        if acc is None:
+            yield
+            return
+        sync = self.accumulative_counts == 1 or self.should_sync()
+        acc.gradient_state._set_sync_gradients(sync)
+        with acc.autocast():
+            if sync or not self._multi_process:
+                yield
+            else:
+                with acc.no_sync(model):
+                    yield
+
+    # -- reading and state ---------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def defaults(self) -> dict:
+        return self.optimizer.defaults
+
+    def get_lr(self) -> dict[str, list[float]]:
+        return {"lr": [group["lr"] for group in self.param_groups]}
+
+    def get_momentum(self) -> dict[str, list[float]]:
+        values = []
+        for group in self.param_groups:
+            if "momentum" in group:
+                values.append(group["momentum"])
+            elif "betas" in group:
+                values.append(group["betas"][0])
+            else:
+                values.append(0.0)
+        return {"momentum": values}
+
+    def state_dict(self) -> dict:
+        """The optimizer's state dict plus the accumulation position (and the loss scaler's
+        state for fp16)."""
+        state = dict(self.optimizer.state_dict())
+        state["accumulation"] = {"inner_count": self._inner_count, "max_counts": self._max_counts}
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:
+            state["loss_scaler"] = scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load what `state_dict` returned (a plain optimizer state dict works too)."""
+        state = dict(state_dict)
+        accumulation = state.pop("accumulation", None)
+        scaler_state = state.pop("loss_scaler", None)
+        self.optimizer.load_state_dict(state)
+        if accumulation is not None:
+            self._inner_count = int(accumulation["inner_count"])
+            self._max_counts = int(accumulation["max_counts"])
+            self.initialize_count_status(None, self._inner_count, self._max_counts)
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler_state is not None and scaler is not None:
+            scaler.load_state_dict(scaler_state)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(optimizer={type(self._inner_optimizer_or_self()).__name__}, "
+            f"accumulative_counts={self.accumulative_counts}, clip_grad={self.clip_grad})"
+        )
+
+    def _inner_optimizer_or_self(self) -> Any:
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class OptimWrapperDict(Mapping):
+    """Several named `OptimWrapper`s, one per sub-module (a GAN's generator and discriminator).
+
+    A custom ``train_step`` calls the members: ``ow['generator'].update_params(loss)``.
+
+    Example:
+        >>> ow = OptimWrapperDict(generator=OptimWrapper(g_opt), discriminator=OptimWrapper(d_opt))
+        >>> ow.get_lr()
+        {'generator.lr': [0.0002], 'discriminator.lr': [0.0002]}
+    """
+
+    def __init__(self, **optim_wrappers: OptimWrapper) -> None:
+        for name, wrapper in optim_wrappers.items():
+            if not isinstance(wrapper, OptimWrapper):
+                raise TypeError(
+                    f"OptimWrapperDict member {name!r} must be an OptimWrapper, got {type(wrapper).__name__}"
+                )
+        self.optim_wrappers = optim_wrappers
+
+    def __getitem__(self, key: str) -> OptimWrapper:
+        if key not in self.optim_wrappers:
+            raise KeyError(f"no optim wrapper named {key!r}; members: {list(self.optim_wrappers)}")
+        return self.optim_wrappers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.optim_wrappers)
+
+    def __len__(self) -> int:
+        return len(self.optim_wrappers)
+
+    def _use_a_member(self, what: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"OptimWrapperDict.{what}() is ambiguous: call it on a member, e.g. "
+            f"optim_wrapper[{next(iter(self.optim_wrappers), 'name')!r}].{what}(...); members: {list(self.optim_wrappers)}"
+        )
+
+    def update_params(self, *args: Any, **kwargs: Any) -> None:
+        raise self._use_a_member("update_params")
+
+    def backward(self, *args: Any, **kwargs: Any) -> None:
+        raise self._use_a_member("backward")
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        raise self._use_a_member("step")
+
+    def optim_context(self, *args: Any, **kwargs: Any) -> None:
+        raise self._use_a_member("optim_context")
+
+    def zero_grad(self, **kwargs: Any) -> None:
+        for wrapper in self.optim_wrappers.values():
+            wrapper.zero_grad(**kwargs)
+
+    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
+        for wrapper in self.optim_wrappers.values():
+            wrapper.initialize_count_status(model, init_counts, max_counts)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for wrapper in self.optim_wrappers.values() for group in wrapper.param_groups]
+
+    def get_lr(self) -> dict[str, list[float]]:
+        return {f"{name}.lr": w.get_lr()["lr"] for name, w in self.optim_wrappers.items()}
+
+    def get_momentum(self) -> dict[str, list[float]]:
+        return {
+            f"{name}.momentum": w.get_momentum()["momentum"]
+            for name, w in self.optim_wrappers.items()
+        }
+
+    def state_dict(self) -> dict:
+        return {name: w.state_dict() for name, w in self.optim_wrappers.items()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        missing = set(self.optim_wrappers) - set(state_dict)
+        if missing:
+            raise KeyError(
+                f"optimizer state has no entry for {sorted(missing)}; it has {sorted(state_dict)}"
+            )
+        for name, wrapper in self.optim_wrappers.items():
+            wrapper.load_state_dict(state_dict[name])
+
+    def __repr__(self) -> str:
+        return (
+            f"OptimWrapperDict({', '.join(f'{k}={v!r}' for k, v in self.optim_wrappers.items())})"
+        )
