@@ -1,13 +1,66 @@
 """engine: MMEngine-style models and optimisation on Hugging Face Accelerate."""
 
+from engine.evaluator import Accuracy, BaseMetric, Evaluator
+from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
+from engine.log_hook import LoggerHook
+from engine.loops import evaluate, run_loop, train_epochs, train_iters
 from engine.model import BaseModel
 from engine.optim import OptimWrapper, OptimWrapperDict
+from engine.optim_build import build_optim_wrapper
 from engine.preprocess import BaseDataPreprocessor, ImgDataPreprocessor
+from engine.runner import Runner
+from engine.schedules import (
+    ConstantLR,
+    ConstantMomentum,
+    CosineAnnealingLR,
+    CosineAnnealingMomentum,
+    ExponentialLR,
+    ExponentialMomentum,
+    LinearLR,
+    LinearMomentum,
+    MultiStepLR,
+    MultiStepMomentum,
+    OneCycleLR,
+    PolyLR,
+    PolyMomentum,
+    StepLR,
+    StepMomentum,
+)
+from engine.state import TrainState
 
 __all__ = [
+    "Accuracy",
     "BaseDataPreprocessor",
+    "BaseMetric",
     "BaseModel",
+    "ConstantLR",
+    "ConstantMomentum",
+    "CosineAnnealingLR",
+    "CosineAnnealingMomentum",
+    "Evaluator",
+    "ExponentialLR",
+    "ExponentialMomentum",
+    "Hook",
     "ImgDataPreprocessor",
+    "IterTimerHook",
+    "LinearLR",
+    "LinearMomentum",
+    "LoggerHook",
+    "MultiStepLR",
+    "MultiStepMomentum",
+    "OneCycleLR",
     "OptimWrapper",
     "OptimWrapperDict",
+    "ParamSchedulerHook",
+    "PolyLR",
+    "PolyMomentum",
+    "Runner",
+    "StepLR",
+    "StepMomentum",
+    "TrainState",
+    "build_optim_wrapper",
+    "evaluate",
+    "run_loop",
+    "train_epochs",
+    "train_iters",
 ]

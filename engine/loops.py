@@ -1,0 +1,267 @@
+"""Pure loop functions: every hook call of a run happens visibly here.
+
+Each function takes the run's objects (``runner``: what hooks see as ``runner``, see
+`engine.runner.Runner`) and a `TrainState`, and returns the state. Nothing here reads a
+tensor back to the host: losses stay on the device for the hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.state import TrainState, updates_done
+
+
+def step_owner(model: nn.Module, accelerator: Any = None) -> Any:
+    """The object whose ``train_step``/``val_step`` the loops call: a custom wrapper that
+    defines them, else the model under Accelerate's wrapper (DDP/FSDP/compile)."""
+    if hasattr(model, "train_step"):
+        return model
+    if accelerator is not None:
+        inner = accelerator.unwrap_model(model)
+        if hasattr(inner, "train_step"):
+            return inner
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "train_step"):
+        return inner
+    raise TypeError(
+        f"{type(model).__name__} has no train_step: derive the model from engine.BaseModel "
+        "or pass a model_wrapper whose result defines train_step/val_step"
+    )
+
+
+def _set_epoch(dataloader: Any, epoch: int) -> None:
+    """Seed the sampler's shuffle with the epoch, so the order is a function of (seed, epoch)."""
+    if hasattr(dataloader, "set_epoch"):
+        dataloader.set_epoch(epoch)
+    else:
+        sampler = getattr(dataloader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+
+def _batches_from(dataloader: Any, epoch: int, skip: int) -> Iterable:
+    """Iterate one pass of `dataloader` from batch `skip`, without loading skipped batches."""
+    _set_epoch(dataloader, epoch)
+    if skip == 0:
+        return dataloader
+    from accelerate import skip_first_batches
+
+    return skip_first_batches(dataloader, skip)
+
+
+def _counts(runner: Any, state: TrainState) -> int:
+    """Total iterations of the run, for the accumulation's last partial window."""
+    if state.max_iters is not None:
+        return state.max_iters
+    return state.max_epochs * len(runner.train_dataloader)
+
+
+def _sync_counts(runner: Any, state: TrainState, max_counts: int) -> int:
+    """Place the OptimWrapper's window from the state; returns updates per window."""
+    optim_wrapper = runner.optim_wrapper
+    optim_wrapper.initialize_count_status(runner.model, state.iter, max_counts)
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    first = next(iter(members.values())) if members else optim_wrapper
+    return first.accumulative_counts
+
+
+def _train_iter(
+    runner: Any,
+    state: TrainState,
+    steps: Any,
+    batch_idx: int,
+    data_batch: Any,
+    acc: int,
+    max_counts: int,
+) -> None:
+    hooks = runner.hooks
+    hooks.call("before_train_iter", runner, batch_idx=batch_idx, data_batch=data_batch)
+    outputs = steps.train_step(data_batch, runner.optim_wrapper)
+    state.iter += 1
+    state.inner_iter += 1
+    state.step = updates_done(state.iter, acc, max_counts)
+    hooks.call(
+        "after_train_iter", runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs
+    )
+
+
+def _should_validate(runner: Any, count: int, last: bool) -> bool:
+    if runner.val_dataloader is None or runner.val_evaluator is None:
+        return False
+    return count >= runner.val_begin and (count % runner.val_interval == 0 or last)
+
+
+def train_epochs(runner: Any, state: TrainState) -> TrainState:
+    """Epoch-based training to ``state.max_epochs``, validating every ``val_interval``
+    epochs from ``val_begin`` and at the end. Resumes from ``state`` (mid-epoch too)."""
+    hooks, model, dataloader = runner.hooks, runner.model, runner.train_dataloader
+    steps = step_owner(model, runner.accelerator)
+    max_counts = _counts(runner, state)
+    acc = _sync_counts(runner, state, max_counts)
+    hooks.call("before_train", runner)
+    while state.epoch < state.max_epochs and not state.should_stop:
+        hooks.call("before_train_epoch", runner)
+        model.train()
+        for data_batch in _batches_from(dataloader, state.epoch, state.inner_iter):
+            _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
+            if state.should_stop:
+                break
+        if state.should_stop and state.inner_iter < len(dataloader):
+            break  # stopped mid-epoch (a signal): resume continues this epoch
+        hooks.call("after_train_epoch", runner)
+        state.epoch += 1
+        state.inner_iter = 0
+        if _should_validate(runner, state.epoch, state.epoch == state.max_epochs):
+            evaluate(runner, runner.val_dataloader, runner.val_evaluator, "val")
+    hooks.call("after_train", runner)
+    return state
+
+
+def _cycle(dataloader: Any, state: TrainState) -> Iterator:
+    """Endless batches; each new pass bumps ``state.epoch`` and reseeds the sampler."""
+    while True:
+        yield from _batches_from(dataloader, state.epoch, state.inner_iter)
+        state.epoch += 1
+        state.inner_iter = 0
+
+
+def train_iters(runner: Any, state: TrainState) -> TrainState:
+    """Iteration-based training to ``state.max_iters``, cycling the data (``set_epoch``
+    on each pass), validating every ``val_interval`` iterations and at the end."""
+    hooks, model = runner.hooks, runner.model
+    steps = step_owner(model, runner.accelerator)
+    max_counts = _counts(runner, state)
+    acc = _sync_counts(runner, state, max_counts)
+    hooks.call("before_train", runner)
+    hooks.call("before_train_epoch", runner)
+    model.train()
+    batches = _cycle(runner.train_dataloader, state)
+    while state.iter < state.max_iters and not state.should_stop:
+        data_batch = next(batches)
+        _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
+        if _should_validate(runner, state.iter, state.iter == state.max_iters):
+            evaluate(runner, runner.val_dataloader, runner.val_evaluator, "val")
+            model.train()
+    hooks.call("after_train_epoch", runner)
+    hooks.call("after_train", runner)
+    return state
+
+
+def evaluate(runner: Any, dataloader: Any, evaluator: Any, mode: str = "val") -> dict:
+    """Run `val_step`/`test_step` over `dataloader` under ``no_grad`` in eval mode, feed
+    `evaluator`, and return its metrics. The model's train/eval mode is restored."""
+    if mode not in ("val", "test"):
+        raise ValueError(f"evaluate mode must be 'val' or 'test', got {mode!r}")
+    hooks, model, accelerator = runner.hooks, runner.model, runner.accelerator
+    steps = step_owner(model, accelerator)
+    step_fn = steps.val_step if mode == "val" else steps.test_step
+    was_training = model.training
+    hooks.call(f"before_{mode}", runner)
+    hooks.call(f"before_{mode}_epoch", runner)
+    model.eval()
+    autocast = accelerator.autocast if accelerator is not None else _no_autocast
+    with torch.no_grad(), autocast():
+        for batch_idx, data_batch in enumerate(dataloader):
+            hooks.call(f"before_{mode}_iter", runner, batch_idx=batch_idx, data_batch=data_batch)
+            outputs = step_fn(data_batch)
+            evaluator.process(data_samples=outputs, data_batch=data_batch)
+            hooks.call(
+                f"after_{mode}_iter",
+                runner,
+                batch_idx=batch_idx,
+                data_batch=data_batch,
+                outputs=outputs,
+            )
+    metrics = evaluator.evaluate(_dataset_size(dataloader))
+    runner.last_metrics = metrics  # what Runner.train()/val()/test() return
+    hooks.call(f"after_{mode}_epoch", runner, metrics=metrics)
+    hooks.call(f"after_{mode}", runner)
+    model.train(was_training)
+    return metrics
+
+
+def _dataset_size(dataloader: Any) -> int | None:
+    try:
+        return len(dataloader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
+class _no_autocast:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def run_loop(
+    model: nn.Module,
+    train_dataloader: Any,
+    optim_wrapper: Any,
+    *,
+    max_epochs: int | None = None,
+    max_iters: int | None = None,
+    val_dataloader: Any = None,
+    evaluator: Any = None,
+    val_interval: int = 1,
+    val_begin: int = 1,
+    hooks: Iterable = (),
+    state: TrainState | None = None,
+    accelerator: Any = None,
+) -> TrainState:
+    """Train `model` in a plain Python process (a notebook) or under ``accelerate launch``.
+
+    Args:
+        model: an `engine.BaseModel`.
+        train_dataloader: a ``DataLoader`` (or an iterable with ``len``).
+        optim_wrapper: an `OptimWrapper`, a torch optimizer, or a config dict such as
+            ``dict(optimizer=dict(type='SGD', lr=0.01), accumulative_counts=2)``.
+        max_epochs / max_iters: exactly one of them.
+        val_dataloader, evaluator: validate every `val_interval` from `val_begin`.
+        hooks: extra `Hook`s (a `LoggerHook` is not added for you).
+        state: a `TrainState` to continue from; returned, advanced, at the end.
+        accelerator: an ``Accelerator``; one is created when omitted.
+
+    Returns:
+        The final `TrainState`.
+
+    Example:
+        >>> state = run_loop(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), max_epochs=2)
+        >>> state.epoch
+        2
+    """
+    from engine.runner import Runner
+
+    if (max_epochs is None) == (max_iters is None):
+        raise ValueError(
+            f"run_loop needs exactly one of max_epochs or max_iters, got max_epochs={max_epochs}, max_iters={max_iters}"
+        )
+    train_cfg = (
+        dict(by_epoch=True, max_epochs=max_epochs, val_interval=val_interval, val_begin=val_begin)
+        if max_epochs is not None
+        else dict(
+            by_epoch=False, max_iters=max_iters, val_interval=val_interval, val_begin=val_begin
+        )
+    )
+    runner = Runner(
+        model=model,
+        work_dir=None,
+        train_dataloader=train_dataloader,
+        val_dataloader=val_dataloader,
+        train_cfg=train_cfg,
+        optim_wrapper=optim_wrapper,
+        val_evaluator=evaluator,
+        default_hooks=dict(logger=None, checkpoint=None),
+        custom_hooks=list(hooks),
+        accelerator=accelerator,
+    )
+    if state is not None:
+        runner.state = state
+    runner.train()
+    return runner.state
