@@ -159,6 +159,7 @@ class Runner:
         self.load_from = load_from
         self.resume_from = resume
         self.launcher = launcher
+        self._log_with = log_with
         self.last_metrics: dict = {}
 
     # -- what hooks read ------------------------------------------------------
@@ -203,11 +204,17 @@ class Runner:
         """Train to the configured limit; returns the last validation metrics (or {})."""
         if self.train_cfg is None or self.train_dataloader is None or self.optim_wrapper is None:
             raise ValueError("train() needs train_dataloader, train_cfg and optim_wrapper")
+        if self._log_with is not None and not self.accelerator.trackers:
+            # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
+            name = self.work_dir.name if self.work_dir is not None else "engine"
+            self.accelerator.init_trackers(name, config={k: v for k, v in self.train_cfg.items()})
         self.hooks.call("before_run", self)
         self._load_checkpoint()
         train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
         self.state = train(self, self.state)
         self.hooks.call("after_run", self)
+        if self.accelerator.trackers:
+            self.accelerator.end_training()
         return self.last_metrics
 
     def val(self) -> dict:

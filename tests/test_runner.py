@@ -196,3 +196,40 @@ def test_iteration_based_training_cycles_the_data_and_validates_on_interval(tmp_
     runner.train()
     assert seen == [3, 6, 7]
     assert runner.state.epoch == 3 and runner.state.inner_iter == 1  # 7 batches of 2 per pass
+
+
+def test_log_with_sends_scalars_to_accelerate_trackers(tmp_path):
+    from accelerate.tracking import GeneralTracker
+
+    class ListTracker(GeneralTracker):
+        name = "list"
+        requires_logging_directory = False
+
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        @property
+        def tracker(self):
+            return self.records
+
+        def store_init_configuration(self, values):
+            self.records.append(("config", values))
+
+        def log(self, values, step=None, **kwargs):
+            self.records.append((step, values))
+
+    tracker = ListTracker()
+    runner = Runner(
+        model=Classifier(),
+        work_dir=tmp_path,
+        train_dataloader=dict(dataset=classification_data(16), batch_size=4),
+        train_cfg=dict(by_epoch=False, max_iters=8),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+        default_hooks=dict(logger=LoggerHook(interval=4)),
+        log_with=[tracker],
+    )
+    runner.train()
+    steps = [step for step, values in tracker.records if step != "config"]
+    assert steps == [4, 8]
+    assert "train/loss" in tracker.records[-1][1]
