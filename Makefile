@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch lies on the build machines' disk; users with a GPU keep their own build.
-TORCH_PIN ?=
+# On a machine without an NVIDIA GPU, torch is pre-installed from this CPU build (its wheel
+# lies on the build machines' disk) so that pyproject's range does not pull several GB of
+# CUDA libraries. Machines with a GPU, or a venv that already has torch, keep their own.
+CPU_TORCH ?= torch==2.13.0
 
 .PHONY: install test lint train clean
 
@@ -12,7 +14,9 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(if $(TORCH_PIN),$(BIN)/pip install "torch==$(TORCH_PIN)",)
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null && ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install "$(CPU_TORCH)" || echo "note: $(CPU_TORCH) unavailable; pip will pick torch from the range"; \
+	fi
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
