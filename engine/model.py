@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -77,11 +76,38 @@ class BaseModel(nn.Module):
         # Set by engine.wrappers when a distributed wrapper (DDP/FSDP) owns this module:
         # forward must then run through the wrapper so gradients are reduced.
         object.__setattr__(self, "_wrapper_ref", None)
+        object.__setattr__(self, "_inside_wrapper", False)
         return self
 
     def __init__(self, data_preprocessor: nn.Module | dict | None = None) -> None:
         if data_preprocessor is not None:
             self.data_preprocessor = build_preprocessor(data_preprocessor)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Under whole-model DDP a forward that builds a graph must run through the wrapper,
+        # or its backward reduces nothing and the ranks drift apart silently; this covers
+        # an overridden train_step that calls self(...). Calls without gradients (a hook
+        # drawing samples on one rank) stay local: DDP's forward may communicate.
+        if torch.is_grad_enabled():
+            return self._forward_through_wrapper(args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # A copy (EMA, deepcopy) or a pickle is not run by the original's distributed
+        # wrapper; and weak references do not pickle.
+        state = super().__getstate__()
+        state["_wrapper_ref"], state["_inside_wrapper"] = None, False
+        return state
+
+    def _forward_through_wrapper(self, args: tuple, kwargs: dict) -> Any:
+        wrapper = wrapper_of(self)
+        if wrapper is None or self._inside_wrapper:  # the wrapper's own call of its module
+            return nn.Module.__call__(self, *args, **kwargs)
+        object.__setattr__(self, "_inside_wrapper", True)
+        try:
+            return wrapper(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_inside_wrapper", False)
 
     def forward(self, *inputs: Any, mode: str = "tensor", **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(*inputs, mode)")
@@ -113,12 +139,12 @@ class BaseModel(nn.Module):
         return self._run_forward(data, mode="predict")
 
     def _run_forward(self, data: Any, mode: str) -> Any:
-        ref = self._wrapper_ref
-        call: Callable = self if ref is None else (ref() or self)
+        # Through the distributed wrapper with or without gradients: FSDP/ZeRO-3 need it
+        # to gather their sharded parameters for evaluation too.
         if isinstance(data, dict):
-            return call(**data, mode=mode)
+            return self._forward_through_wrapper((), {**data, "mode": mode})
         if isinstance(data, list | tuple):
-            return call(*data, mode=mode)
+            return self._forward_through_wrapper(tuple(data), {"mode": mode})
         raise TypeError(
             f"a batch must be a dict (passed as keyword arguments) or a list/tuple "
             f"(passed as positional arguments), got {type(data).__name__}"
@@ -168,9 +194,17 @@ class BaseModel(nn.Module):
 def attach_wrapper(module: nn.Module, wrapper: nn.Module) -> None:
     """Route `module`'s step functions through a distributed `wrapper` (DDP, FSDP).
 
-    A weak reference, so copies of the model (EMA) do not drag the wrapper along.
+    Weak references to both, so a copy of the model (EMA, ``copy.deepcopy``) is not routed
+    through the original's wrapper: `wrapper_of` checks the module it was attached to.
     """
     if isinstance(module, BaseModel):
-        object.__setattr__(
-            module, "_wrapper_ref", weakref.ref(wrapper) if wrapper is not module else None
-        )
+        ref = None if wrapper is module else (weakref.ref(wrapper), weakref.ref(module))
+        object.__setattr__(module, "_wrapper_ref", ref)
+
+
+def wrapper_of(module: nn.Module) -> nn.Module | None:
+    """The distributed wrapper attached to `module` by `attach_wrapper`, if any."""
+    ref = getattr(module, "_wrapper_ref", None)
+    if ref is None or ref[1]() is not module:
+        return None
+    return ref[0]()
