@@ -1,5 +1,9 @@
 """engine: MMEngine-style models and optimisation on Hugging Face Accelerate."""
 
+from engine.checkpoint import CheckpointError, export_weights, save_checkpoint
+from engine.checkpoint_hook import CheckpointHook
+from engine.early_stopping import EarlyStoppingHook
+from engine.ema import EMAHook
 from engine.evaluator import Accuracy, BaseMetric, Evaluator
 from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
 from engine.log_hook import LoggerHook
@@ -33,10 +37,14 @@ __all__ = [
     "BaseDataPreprocessor",
     "BaseMetric",
     "BaseModel",
+    "CheckpointError",
+    "CheckpointHook",
     "ConstantLR",
     "ConstantMomentum",
     "CosineAnnealingLR",
     "CosineAnnealingMomentum",
+    "EMAHook",
+    "EarlyStoppingHook",
     "Evaluator",
     "ExponentialLR",
     "ExponentialMomentum",
@@ -60,7 +68,9 @@ __all__ = [
     "TrainState",
     "build_optim_wrapper",
     "evaluate",
+    "export_weights",
     "run_loop",
+    "save_checkpoint",
     "train_epochs",
     "train_iters",
 ]

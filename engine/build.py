@@ -99,12 +99,20 @@ def build_dataloader(cfg: Any, name: str) -> Any:
 
 
 def _stock_hooks() -> dict[str, type]:
+    from engine.checkpoint_hook import CheckpointHook
+    from engine.early_stopping import EarlyStoppingHook
+    from engine.ema import EMAHook
     from engine.log_hook import LoggerHook
+    from engine.signals import SignalHook
 
     return {
+        "CheckpointHook": CheckpointHook,
+        "EarlyStoppingHook": EarlyStoppingHook,
+        "EMAHook": EMAHook,
         "IterTimerHook": IterTimerHook,
         "LoggerHook": LoggerHook,
         "ParamSchedulerHook": ParamSchedulerHook,
+        "SignalHook": SignalHook,
     }
 
 
@@ -124,21 +132,38 @@ def build_hook(cfg: Any) -> Hook:
         raise ValueError(
             f"hook type {kind!r} is unknown; accepted: a Hook class or one of {sorted(stock)}"
         )
-    hook = cls(**cfg)
+    try:
+        hook = cls(**cfg)
+    except TypeError as err:  # a misspelt argument: say which hook, and what it takes
+        raise TypeError(
+            f"hook {cls.__name__} rejected its arguments {sorted(cfg)}: {err}"
+        ) from None
     if priority is not None:
         hook.priority = priority
     return hook
 
 
 def build_hooks(
-    default_hooks: dict | None, custom_hooks: list | None, schedules: Any
+    default_hooks: dict | None,
+    custom_hooks: list | None,
+    schedules: Any,
+    checkpoint: Hook | None = None,
 ) -> list[Hook]:
-    """Default hooks (overridable by key, ``None`` switches one off) plus custom hooks."""
+    """Default hooks (overridable by key, ``None`` switches one off) plus custom hooks;
+    `checkpoint` is the default ``checkpoint`` hook (the Runner's, when it has a work_dir)."""
     from engine.log_hook import LoggerHook
+    from engine.signals import SignalHook
 
-    defaults: dict[str, Any] = {"timer": IterTimerHook(), "logger": LoggerHook()}
+    # "signal": SIGTERM/SIGINT save a checkpoint and stop (engine.signals).
+    defaults: dict[str, Any] = {
+        "timer": IterTimerHook(),
+        "logger": LoggerHook(),
+        "signal": SignalHook(),
+    }
     if schedules:
         defaults["param_scheduler"] = ParamSchedulerHook(schedules)
+    if checkpoint is not None:
+        defaults["checkpoint"] = checkpoint
     if default_hooks is not None and not isinstance(default_hooks, dict):
         raise TypeError(
             f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
@@ -174,7 +199,14 @@ def build_schedules(
     items = cfg if isinstance(cfg, list | tuple) else [cfg]
     built = []
     for item in items:
-        schedule = build_schedule(item)
+        try:
+            schedule = build_schedule(item)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"param_scheduler entry {item!r}: {err}") from None
+        if not hasattr(schedule, "factor_at"):
+            raise TypeError(
+                f"param_scheduler entries must be dicts such as dict(type='LinearLR', ...) or built schedules, got {item!r}"
+            )
         if schedule.end == INF:  # MMEngine fills an open end with the run's length
             limit = max_epochs if schedule.by_epoch else max_iters
             if limit is not None:

@@ -70,6 +70,10 @@ class Hook:
 
     ``runner`` offers ``model``, ``optim_wrapper``, ``epoch``, ``iter``, ``max_epochs``,
     ``max_iters``, ``work_dir``, ``accelerator`` and ``state`` (the `TrainState`).
+    ``runner.iter`` counts completed iterations: inside ``after_train_iter`` it already
+    includes the one that just ran (MMEngine's ``runner.iter + 1``); the interval helpers
+    below (`every_n_train_iters`, `is_last_train_iter`) account for it, so hooks that use
+    them port unchanged.
     A hook whose state must survive resume implements ``state_dict``/``load_state_dict``.
 
     Example:
@@ -115,7 +119,8 @@ class Hook:
         return n > 0 and done > 0 and done % n == 0
 
     def every_n_train_iters(self, runner, n: int, start: int = 0) -> bool:
-        done = runner.iter + 1 - start
+        # runner.iter already counts the iteration that just ran (MMEngine's iter + 1).
+        done = runner.iter - start
         return n > 0 and done > 0 and done % n == 0
 
     def end_of_epoch(self, dataloader, batch_idx: int) -> bool:
@@ -125,7 +130,7 @@ class Hook:
         return runner.max_epochs is not None and runner.epoch + 1 == runner.max_epochs
 
     def is_last_train_iter(self, runner) -> bool:
-        return runner.max_iters is not None and runner.iter + 1 == runner.max_iters
+        return runner.max_iters is not None and runner.iter == runner.max_iters
 
 
 class HookList:
@@ -133,7 +138,7 @@ class HookList:
 
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:
         self.hooks: list[Hook] = []
-        self._handlers: dict[str, list[Callable]] = {}
+        self._handlers: dict[str, list[Callable]] = {event: [] for event in EVENTS}
         for hook in hooks:
             self.add(hook)
 

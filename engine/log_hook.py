@@ -20,6 +20,8 @@ from engine.hooks import Hook, IterTimerHook
 
 logger = logging.getLogger("engine")
 
+_UNSET = object()
+
 
 class LoggerHook(Hook):
     """Logs window means of the training scalars every `interval` iterations, and metrics.
@@ -73,6 +75,9 @@ class LoggerHook(Hook):
         self._reset()
 
     def _reset(self) -> None:
+        # Looked up once per window instead of on every iteration (see after_train_iter).
+        self._timer_hook: Any = _UNSET
+        self._train_len: Any = _UNSET
         self._sums: dict[str, torch.Tensor] = {}  # device tensors: adding them never syncs
         self._counts: dict[str, int] = {}
         self._iters, self._time, self._data_time = 0, 0.0, 0.0
@@ -90,7 +95,7 @@ class LoggerHook(Hook):
             outputs = {"loss": outputs}
         for key, value in (outputs if outputs is not None else {}).items():
             if isinstance(value, torch.Tensor):
-                value = value.detach().float()
+                value = value.detach().float() if value.requires_grad else value.float()
                 value = value.mean() if value.ndim else value
             elif isinstance(value, (int, float)):
                 value = torch.tensor(float(value))
@@ -100,7 +105,9 @@ class LoggerHook(Hook):
                 )
             self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
             self._counts[key] = self._counts.get(key, 0) + 1
-        timer = _timer(runner)
+        timer = self._timer_hook
+        if timer is _UNSET:
+            timer = self._timer_hook = _timer(runner)
         if timer is not None:
             self._time += timer.iter_time
             self._data_time += timer.data_time
@@ -110,7 +117,9 @@ class LoggerHook(Hook):
         self._update_bar(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
-            length = _len(getattr(runner, "train_dataloader", None))
+            length = self._train_len
+            if length is _UNSET:  # len() of a prepared loader is not free
+                length = self._train_len = _len(getattr(runner, "train_dataloader", None))
             if (batch_idx + 1) % self.interval == 0:
                 self._flush(runner, emit=True)
             elif length is not None and batch_idx + 1 == length:
@@ -131,14 +140,20 @@ class LoggerHook(Hook):
         self._close_bar()
 
     def _flush(self, runner, emit: bool) -> None:
+        throughput = _throughput(runner)
+        pending = throughput.pending() if throughput is not None else {}  # e.g. a token count
         keys = list(self._sums)
-        device = self._sums[keys[0]].device if keys else None
+        tensors = [self._sums[k] for k in keys] + list(pending.values())
+        device = tensors[0].device if tensors else None
+        # float64 keeps large token counts exact (MPS has no float64; its counts stay small)
+        dtype = torch.float64 if pending and device.type != "mps" else torch.float32
         # The one host sync of the interval: every window sum comes back in one transfer.
-        sums = torch.stack([self._sums[k].to(device) for k in keys]).tolist() if keys else []
+        sums = torch.stack([t.to(device, dtype) for t in tensors]).tolist() if tensors else []
         scalars = {k: s / self._counts[k] for k, s in zip(keys, sums)}
         self.last_scalars = scalars
         # A NaN/inf anywhere in a window makes its sum non-finite: no per-iteration check needed.
         self.nonfinite_keys = [k for k, v in scalars.items() if not math.isfinite(v)]
+        rates = throughput.report(dict(zip(pending, sums[len(keys) :]))) if throughput else {}
         iters, time, data_time = self._iters, self._time, self._data_time
         epoch, batch_idx, it, step = self._at
         self._reset()
@@ -161,7 +176,9 @@ class LoggerHook(Hook):
             record["memory"] = torch.cuda.max_memory_allocated(device) // 2**20
             parts.append(f"memory: {record['memory']}")
         parts += [f"{k}: {v:.4f}" for k, v in scalars.items()]
+        parts += [f"{k}: {v:.4f}" if k == "mfu" else f"{k}: {v:.1f}" for k, v in rates.items()]
         record.update(scalars)
+        record.update(rates)
         self._emit(runner, "  ".join(parts), record, step=it)
 
     # -- evaluation -------------------------------------------------------------
@@ -259,6 +276,14 @@ def _position(
 def _is_main(runner) -> bool:
     accelerator = getattr(runner, "accelerator", None)
     return accelerator is None or accelerator.is_main_process
+
+
+def _throughput(runner) -> Any:
+    """The run's `ThroughputHook`, whose rates join each window's line, or None."""
+    from engine.throughput_hook import ThroughputHook
+
+    hooks = getattr(runner, "hooks", None)
+    return hooks.get(ThroughputHook) if hooks is not None else None
 
 
 def _timer(runner) -> IterTimerHook | None:

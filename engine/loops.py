@@ -7,12 +7,15 @@ tensor back to the host: losses stay on the device for the hooks.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine import rng
+from engine.prefetch import prefetch_to_device
 from engine.state import TrainState, updates_done
 
 
@@ -44,14 +47,29 @@ def _set_epoch(dataloader: Any, epoch: int) -> None:
             sampler.set_epoch(epoch)
 
 
-def _batches_from(dataloader: Any, epoch: int, skip: int) -> Iterable:
-    """Iterate one pass of `dataloader` from batch `skip`, without loading skipped batches."""
+def _batches_from(dataloader: Any, epoch: int, skip: int, device: Any = None) -> Iterable:
+    """Iterate one pass of `dataloader` from batch `skip`, without loading skipped batches;
+    with a CUDA `device`, each batch is copied there one step ahead (`prefetch_to_device`)."""
     _set_epoch(dataloader, epoch)
     if skip == 0:
-        return dataloader
+        return prefetch_to_device(dataloader, device)
+    if skip >= _length(dataloader):
+        # Resumed at the pass's end: no iterator, since creating one draws a seed from the
+        # global RNG that the uninterrupted run did not draw here (exact resume).
+        return ()
+    if not isinstance(dataloader, torch.utils.data.DataLoader):
+        # A plain iterable (a list in a notebook) has no sampler to skip with: step over.
+        return prefetch_to_device(itertools.islice(dataloader, skip, None), device)
     from accelerate import skip_first_batches
 
-    return skip_first_batches(dataloader, skip)
+    return prefetch_to_device(skip_first_batches(dataloader, skip), device)
+
+
+def _length(dataloader: Any) -> float:
+    try:
+        return len(dataloader)
+    except TypeError:  # an iterable of unknown length
+        return float("inf")
 
 
 def _counts(runner: Any, state: TrainState) -> int:
@@ -100,6 +118,7 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
     """Epoch-based training to ``state.max_epochs``, validating every ``val_interval``
     epochs from ``val_begin`` and at the end. Resumes from ``state`` (mid-epoch too)."""
     hooks, model, dataloader = runner.hooks, runner.model, runner.train_dataloader
+    device = getattr(runner, "prefetch_device", None)
     steps = step_owner(model, runner.accelerator)
     max_counts = _counts(runner, state)
     acc = _sync_counts(runner, state, max_counts)
@@ -107,7 +126,8 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
     while state.epoch < state.max_epochs and not state.should_stop:
         hooks.call("before_train_epoch", runner)
         model.train()
-        for data_batch in _batches_from(dataloader, state.epoch, state.inner_iter):
+        batches = _batches_from(dataloader, state.epoch, state.inner_iter, device)
+        for data_batch in batches:
             _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
             if state.should_stop:
                 break
@@ -122,10 +142,11 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
     return state
 
 
-def _cycle(dataloader: Any, state: TrainState) -> Iterator:
-    """Endless batches; each new pass bumps ``state.epoch`` and reseeds the sampler."""
+def _cycle(dataloader: Any, state: TrainState, device: Any = None) -> Iterator:
+    """Endless batches; each new pass bumps ``state.epoch`` and reseeds the sampler.
+    (Prefetching stays inside a pass, so the epoch is bumped when the pass really ends.)"""
     while True:
-        yield from _batches_from(dataloader, state.epoch, state.inner_iter)
+        yield from _batches_from(dataloader, state.epoch, state.inner_iter, device)
         state.epoch += 1
         state.inner_iter = 0
 
@@ -140,7 +161,7 @@ def train_iters(runner: Any, state: TrainState) -> TrainState:
     hooks.call("before_train", runner)
     hooks.call("before_train_epoch", runner)
     model.train()
-    batches = _cycle(runner.train_dataloader, state)
+    batches = _cycle(runner.train_dataloader, state, getattr(runner, "prefetch_device", None))
     while state.iter < state.max_iters and not state.should_stop:
         data_batch = next(batches)
         _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
@@ -165,7 +186,10 @@ def evaluate(runner: Any, dataloader: Any, evaluator: Any, mode: str = "val") ->
     hooks.call(f"before_{mode}_epoch", runner)
     model.eval()
     autocast = accelerator.autocast if accelerator is not None else _no_autocast
-    with torch.no_grad(), autocast():
+    # Random numbers drawn while evaluating (the loader's seed, random augmentation) are
+    # not taken from training's stream: training is the same with or without validation,
+    # and a run resumed at a validation point stays exact.
+    with rng.preserved(), torch.no_grad(), autocast():
         for batch_idx, data_batch in enumerate(dataloader):
             hooks.call(f"before_{mode}_iter", runner, batch_idx=batch_idx, data_batch=data_batch)
             outputs = step_fn(data_batch)
@@ -214,6 +238,7 @@ def run_loop(
     hooks: Iterable = (),
     state: TrainState | None = None,
     accelerator: Any = None,
+    nan_policy: str = "stop",
 ) -> TrainState:
     """Train `model` in a plain Python process (a notebook) or under ``accelerate launch``.
 
@@ -227,6 +252,7 @@ def run_loop(
         hooks: extra `Hook`s (a `LoggerHook` is not added for you).
         state: a `TrainState` to continue from; returned, advanced, at the end.
         accelerator: an ``Accelerator``; one is created when omitted.
+        nan_policy: ``'stop'``, ``'skip'`` or ``'ignore'`` a non-finite loss (`engine.nan_guard`).
 
     Returns:
         The final `TrainState`.
@@ -260,6 +286,7 @@ def run_loop(
         default_hooks=dict(logger=None, checkpoint=None),
         custom_hooks=list(hooks),
         accelerator=accelerator,
+        nan_policy=nan_policy,
     )
     if state is not None:
         runner.state = state

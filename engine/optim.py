@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.wrappers import no_sync
+
 logger = logging.getLogger(__name__)
 
 _NO_GRAD_NORM = None
@@ -43,14 +45,25 @@ def _parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
                 f"clip_grad has unknown keys {sorted(unknown)}; accepted: max_norm, norm_type"
             )
         cfg.pop("error_if_nonfinite", None)
-        return "norm", {"max_norm": float(cfg["max_norm"]), "norm_type": cfg.get("norm_type", 2)}
+        return "norm", {
+            "max_norm": _positive(cfg, "max_norm"),
+            "norm_type": cfg.get("norm_type", 2),
+        }
     if kind == "value":
         if set(cfg) != {"clip_value"}:
             raise ValueError(
                 f"clip_grad of type 'value' takes exactly clip_value, got keys {sorted(cfg)}"
             )
-        return "value", {"clip_value": float(cfg["clip_value"])}
+        return "value", {"clip_value": _positive(cfg, "clip_value")}
     raise ValueError(f"clip_grad type {kind!r} is unknown; accepted: 'norm' (default) or 'value'")
+
+
+def _positive(cfg: dict, key: str) -> float:
+    # A negative bound would flip the gradients' sign rather than clip them.
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"clip_grad {key} must be a number > 0, got {value!r}")
+    return float(value)
 
 
 class OptimWrapper:
@@ -121,13 +134,16 @@ class OptimWrapper:
         from accelerate.utils import DistributedType
 
         # AcceleratedOptimizer.step adds work on every call (an uncached import probe for
-        # LOMO, XLA checks). It is needed only for a loss scaler, XLA, DeepSpeed and
-        # LOMO; elsewhere we step the inner optimizer directly, which is what it would do.
+        # LOMO, XLA checks), and Accelerator.backward divides the loss by its step count
+        # (one more autograd op, even when it is 1). They are needed only for a loss
+        # scaler, XLA, DeepSpeed, Megatron-LM and LOMO; elsewhere we step the inner
+        # optimizer and call loss.backward() directly, which is what they would do.
         inner = getattr(self.optimizer, "optimizer", None)
         self._accelerate_step_needed = (
             inner is None
             or accelerator.scaler is not None
-            or accelerator.distributed_type in (DistributedType.XLA, DistributedType.DEEPSPEED)
+            or accelerator.distributed_type
+            in (DistributedType.XLA, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
             or type(inner).__name__ in ("Lomo", "AdaLomo")
         )
         self._inner_optimizer = self.optimizer if inner is None else inner
@@ -180,7 +196,7 @@ class OptimWrapper:
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
         acc = self.accelerator
-        if acc is None:
+        if acc is None or not self._accelerate_step_needed:
             loss.backward(**kwargs)
         else:
             steps = acc.gradient_accumulation_steps
@@ -235,6 +251,12 @@ class OptimWrapper:
         return acc.clip_grad_norm_(params, **cfg)
 
     # -- accumulation position ----------------------------------------------
+    @property
+    def inner_count(self) -> int:
+        """Micro-batches back-propagated since the run's start (restored on resume); for a
+        wrapper used every iteration, the iteration number (MMEngine's name)."""
+        return self._inner_count
+
     def should_update(self) -> bool:
         """True after the last micro-batch of a window (called after `backward`)."""
         return (
@@ -247,22 +269,18 @@ class OptimWrapper:
         nxt = self._inner_count + 1
         return nxt % self.accumulative_counts == 0 or nxt == self._max_counts
 
-    @contextlib.contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
+    def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
         ``no_sync`` so distributed runs reduce gradients once per window."""
         acc = self.accelerator
         if acc is None:
-            yield
-            return
+            return _NULL_CONTEXT
         sync = self.accumulative_counts == 1 or self.should_sync()
         acc.gradient_state._set_sync_gradients(sync)
-        with acc.autocast():
-            if sync or not self._multi_process:
-                yield
-            else:
-                with acc.no_sync(model):
-                    yield
+        if sync or not self._multi_process:
+            # Accelerate's autocast is a no-op unless native AMP is on: skip building it.
+            return acc.autocast() if acc.native_amp else _NULL_CONTEXT
+        return _autocast_no_sync(acc, model)
 
     # -- reading and state ---------------------------------------------------
     @property
@@ -319,6 +337,17 @@ class OptimWrapper:
 
     def _inner_optimizer_or_self(self) -> Any:
         return getattr(self.optimizer, "optimizer", self.optimizer)
+
+
+_NULL_CONTEXT = contextlib.nullcontext()  # stateless: one instance serves every call
+
+
+@contextlib.contextmanager
+def _autocast_no_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
+    # The wrappers that reduce `model`'s gradients: the DDP around a BaseModel
+    # (whose train_step passes itself), or each wrapped child ('separate').
+    with accelerator.autocast(), no_sync(accelerator, model):
+        yield
 
 
 def _has_batch_norm(model: nn.Module) -> bool:

@@ -245,8 +245,8 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
             training: true in ``train_step``; unused here, read by subclasses.
 
         Returns:
-            A dict with ``'inputs'`` (a float NCHW tensor) and ``'data_samples'``
-            (None when absent; other keys are kept), or a tuple/list of the input
+            A dict with ``'inputs'`` (a float NCHW tensor) and the batch's other keys
+            (``'data_samples'`` among them when present), or a tuple/list of the input
             type with the inputs replaced; everything else moved to the device.
         """
         data = self.cast_data(data)
@@ -255,11 +255,9 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
                 raise ValueError(
                     f"ImgDataPreprocessor: a dict batch needs an 'inputs' key, got keys {list(data)}"
                 )
-            return {
-                **data,
-                "inputs": self._process_inputs(data["inputs"]),
-                "data_samples": data.get("data_samples"),
-            }
+            # Only the keys the batch has: forward(**batch) must not get an unasked-for
+            # data_samples argument.
+            return {**data, "inputs": self._process_inputs(data["inputs"])}
         if isinstance(data, (list, tuple)) and data:
             return _rebuild(data, [self._process_inputs(data[0]), *data[1:]])
         raise TypeError(

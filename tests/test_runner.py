@@ -233,3 +233,24 @@ def test_log_with_sends_scalars_to_accelerate_trackers(tmp_path):
     steps = [step for step, values in tracker.records if step != "config"]
     assert steps == [4, 8]
     assert "train/loss" in tracker.records[-1][1]
+
+
+def test_mmengine_interval_helpers_fire_on_the_right_iterations(tmp_path):
+    fired = []
+
+    class Every3(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if self.every_n_train_iters(runner, 3):
+                fired.append(runner.iter)
+            if self.is_last_train_iter(runner):
+                fired.append("last")
+
+    Runner(
+        model=Classifier(),
+        work_dir=None,
+        train_dataloader=dict(dataset=classification_data(16), batch_size=4),
+        train_cfg=dict(by_epoch=False, max_iters=7),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+        custom_hooks=[Every3()],
+    ).train()
+    assert fired == [3, 6, "last"]
