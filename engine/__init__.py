@@ -9,6 +9,7 @@ from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
 from engine.log_hook import LoggerHook
 from engine.loops import evaluate, run_loop, train_epochs, train_iters
 from engine.model import BaseModel
+from engine.nan_guard import NanGuardHook
 from engine.optim import OptimWrapper, OptimWrapperDict
 from engine.optim_build import build_optim_wrapper
 from engine.preprocess import BaseDataPreprocessor, ImgDataPreprocessor
@@ -30,6 +31,7 @@ from engine.schedules import (
     StepLR,
     StepMomentum,
 )
+from engine.signals import SignalHook
 from engine.state import TrainState
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "LoggerHook",
     "MultiStepLR",
     "MultiStepMomentum",
+    "NanGuardHook",
     "OneCycleLR",
     "OptimWrapper",
     "OptimWrapperDict",
@@ -63,6 +66,7 @@ __all__ = [
     "PolyLR",
     "PolyMomentum",
     "Runner",
+    "SignalHook",
     "StepLR",
     "StepMomentum",
     "TrainState",

@@ -161,8 +161,14 @@ def save_checkpoint(
             write_json(tmp / STATE, payload)
         if resumable:
             write_json(tmp / f"rng_state_{acc.process_index}.json", rng.to_json(rng.capture()))
-    except BaseException:
+    except OSError as err:
         # A failed write (a full disk) leaves work_dir as it was: no partial folder.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"saving checkpoint {name!r} in {work_dir} failed ({err.strerror or err}); "
+            "the previous checkpoint is intact"
+        ) from err
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     acc.wait_for_everyone()

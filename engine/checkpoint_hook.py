@@ -163,14 +163,14 @@ class CheckpointHook(Hook):
         self._training = False
         state = runner.state
         if self.by_epoch and state.max_epochs is None and self.save_last:
-            self._save(runner, f"iter_{state.iter}")
+            self.save(runner, f"iter_{state.iter}")
 
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         if self._pending is not None and at_window_end(runner):
             name, self._pending = self._pending.format(runner.state.iter), None
-            self._save(runner, name)
+            self.save(runner, name)
         if self.by_epoch:
             return
         done = runner.state.iter
@@ -217,11 +217,12 @@ class CheckpointHook(Hook):
 
     def _save_at_window_end(self, runner, template: str) -> None:
         if at_window_end(runner):
-            self._save(runner, template.format(runner.state.iter))
+            self.save(runner, template.format(runner.state.iter))
         else:
             self._pending = template
 
-    def _save(self, runner, name: str) -> None:
+    def save(self, runner, name: str) -> None:
+        """Save `name` now and apply retention (callers make sure a window has ended)."""
         state = runner.state
         if state.iter == self.last_saved_iter:
             return  # this point is saved (a run resumed at an epoch's end redoes the epoch end)

@@ -15,8 +15,8 @@
 
 No host sync per iteration. The check runs at the log interval: with a `LoggerHook` it
 reads the `LoggerHook.nonfinite_keys` that hook computes from its window sums (a host
-read it makes anyway); without one this hook keeps device-side flags and reads them every
-`interval` iterations and at epoch ends. With several processes, 'stop' agrees on the
+read it makes anyway); without one this hook sums the losses on the device itself and
+reads the sums every `interval` iterations and at epoch ends. With several processes, 'stop' agrees on the
 result at each check (one all-reduce per check), so all processes stop together.
 
 Checkpoints: with 'stop' and 'skip' every save first checks that the weights are finite
@@ -91,7 +91,7 @@ class NanGuardHook(Hook):
         self.skipped = 0
         self._log_hook: Any = None
         self._seen: Any = None  # the LoggerHook's last window, to notice a new one
-        self._flags: dict[str, torch.Tensor] = {}  # without a LoggerHook: "non-finite yet"
+        self._sums: dict[str, torch.Tensor] = {}  # without a LoggerHook: window sums
         self._first = 1  # the first iteration of the window being checked
         self._skipped_now: torch.Tensor | None = None  # device count since the last check
         self._hooked: weakref.WeakSet = weakref.WeakSet()  # optimizers with our step hooks
@@ -103,7 +103,7 @@ class NanGuardHook(Hook):
 
         self._log_hook = runner.hooks.get(LoggerHook)
         self._seen = self._log_hook.last_scalars if self._log_hook is not None else None
-        self._flags, self._first = {}, runner.state.iter + 1
+        self._sums, self._first = {}, runner.state.iter + 1
         if self.policy == "skip":
             self._hook_optimizers(runner)
 
@@ -118,30 +118,33 @@ class NanGuardHook(Hook):
         self._check(runner)
 
     def after_train_epoch(self, runner) -> None:
-        self._check(runner)  # a LoggerHook window that ended with the epoch, or our flags
+        self._check(runner)  # a LoggerHook window that ended with the epoch, or our sums
 
     def after_train(self, runner) -> None:
         self._check(runner)
 
     def _accumulate(self, outputs: Any) -> None:
-        # Device ops only: OR each loss's "non-finite" into a flag, read at the check.
+        # One device add per loss and iteration, as LoggerHook does: a NaN/inf anywhere in
+        # the window makes the window's sum non-finite. (Only finite losses beyond 1e38
+        # could overflow it, and those are a failure too.)
         for key, value in (outputs or {}).items():
             if "loss" in key and isinstance(value, torch.Tensor):
-                bad = ~torch.isfinite(value.detach()).all()
-                self._flags[key] = self._flags[key] | bad if key in self._flags else bad
+                value = value.detach().float()
+                value = value if value.ndim == 0 else value.sum()
+                self._sums[key] = self._sums[key] + value if key in self._sums else value
 
     def _check(self, runner) -> None:
-        """Judge the window that ended: a new LoggerHook window, or our own flags."""
+        """Judge the window that ended: a new LoggerHook window, or our own sums."""
         if self._log_hook is not None:
             if self._log_hook.last_scalars is self._seen:  # it writes a new dict per window
                 return
             self._seen = self._log_hook.last_scalars
             bad = [k for k in self._log_hook.nonfinite_keys if "loss" in k]
-        elif self._flags:
-            keys, flags = list(self._flags), self._flags
-            self._flags = {}
-            values = torch.stack([flags[k] for k in keys]).tolist()  # the check's one read
-            bad = [k for k, v in zip(keys, values) if v]
+        elif self._sums:
+            keys, sums = list(self._sums), self._sums
+            self._sums = {}
+            values = torch.stack([sums[k] for k in keys]).tolist()  # the check's one read
+            bad = [k for k, v in zip(keys, values) if not math.isfinite(v)]
         else:
             return
         skipped = self._take_skipped()

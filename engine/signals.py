@@ -23,7 +23,10 @@ vote: after every ``sync_interval``-th optimizer update each one adds its flag i
 all-reduce that is queued on the device without waiting for it, and reads the sum at the
 next vote. Every process thus stops after the same iteration, at most ``2 * sync_interval``
 updates after the signal, with no host sync and no collective on the other iterations.
-A single process needs no vote and stops at the end of the current window.
+A single process needs no vote and stops at the end of the current window. Launchers
+wait a grace period before SIGKILL (torchrun: 30 s; SLURM: its KillWait): choose
+``sync_interval`` so that ``2 * sync_interval`` updates and a save fit in it. (torchrun
+itself then exits non-zero, having been signalled; the training processes exit 0.)
 
 Example:
     >>> Runner(..., default_hooks=dict(signal=SignalHook(sync_interval=2)))
@@ -159,7 +162,7 @@ def save_now(runner: Any, name: str) -> None:
 
     hook = runner.hooks.get(CheckpointHook)
     if hook is not None:
-        hook._save(runner, name)
+        hook.save(runner, name)
     else:
         save_checkpoint(runner, name)
 

@@ -5,7 +5,9 @@ several processes).
                                                       # trains slowly until signalled
     <launcher, 2 processes> tests/failure_script.py WORK_DIR vote
         # rank 0 signals itself after iteration 3, rank 1 after iteration 7; both must stop
-        # after the same iteration (the vote) and print "STOPPED rank=<r> iter=<n>"
+        # after the same iteration (the vote) and print "STOPPED rank=<r> iter=<n>".
+        # Then, in the same processes, rank 1 alone gets a NaN loss in iteration 3: both
+        # must raise at the log interval and print "RAISED rank=<r> iter=<n> <message>".
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ class Linear(BaseModel):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Linear(3, 1)
+        self.poisoned = False  # loss_aux (no gradient) is NaN while set
 
     def forward(self, x, y, mode="tensor"):
         if mode == "loss":
-            return {"loss": (self.net(x) - y).pow(2).mean()}
+            aux = torch.tensor(float("nan") if self.poisoned else 0.0)
+            return {"loss": (self.net(x) - y).pow(2).mean(), "loss_aux": aux}
         return self.net(x)
 
 
@@ -62,6 +66,17 @@ class SignalSelf(Hook):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class Poison(Hook):
+    """Makes iteration `at`'s loss NaN on this process."""
+
+    def __init__(self, at: int | None) -> None:
+        self.at = at
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        model = runner.accelerator.unwrap_model(runner.model)  # under DDP: the inner module
+        model.poisoned = runner.iter + 1 == self.at
+
+
 def main(work_dir: str, mode: str) -> None:
     rank = int(os.environ.get("RANK", "0"))
     hooks = [Announce()] if mode == "wait" else [SignalSelf(3 if rank == 0 else 7)]
@@ -79,6 +94,25 @@ def main(work_dir: str, mode: str) -> None:
     print(
         f"STOPPED rank={rank} iter={runner.iter} should_stop={runner.state.should_stop}", flush=True
     )
+    if mode == "vote":
+        nan_on_one_process(work_dir, rank, runner.accelerator)
+
+
+def nan_on_one_process(work_dir: str, rank: int, accelerator) -> None:
+    runner = Runner(
+        model=Linear(),
+        work_dir=os.path.join(work_dir, "nan"),
+        train_dataloader=dict(dataset=data(), batch_size=2),
+        train_cfg=dict(by_epoch=False, max_iters=12),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=4), checkpoint=None),
+        custom_hooks=[Poison(3 if rank == 1 else None)],
+        accelerator=accelerator,
+    )
+    try:
+        runner.train()
+    except FloatingPointError as err:
+        print(f"RAISED rank={rank} iter={runner.iter} {err}", flush=True)
 
 
 if __name__ == "__main__":

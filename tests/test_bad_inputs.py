@@ -305,9 +305,11 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
 
     monkeypatch.setattr(engine.checkpoint, "write_json", full_disk)
     runner = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
-    with pytest.raises(OSError) as err:
+    with pytest.raises(
+        CheckpointError, match="saving checkpoint 'iter_6'.*previous checkpoint is intact"
+    ) as err:
         runner.train()
-    assert err.value.errno == errno.ENOSPC and "\n" not in str(err.value)
+    assert err.value.__cause__.errno == errno.ENOSPC and "\n" not in str(err.value)
     assert runner.state.iter == 6
     monkeypatch.undo()
     assert_consistent(work_dir, before)

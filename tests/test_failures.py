@@ -51,13 +51,16 @@ def data(n: int = 24, nan_at: tuple[int, ...] = ()) -> list:
 
 
 def runner(work_dir, dataset, max_iters, *, acc=1, optimizer=None, hooks=(), **kwargs) -> Runner:
+    """Batches of one sample, SGD with momentum; `max_iters` may be ``("epochs", n)``."""
     torch.manual_seed(0)
     kwargs.setdefault("default_hooks", dict(logger=None))
+    by_epoch = isinstance(max_iters, tuple)
+    limit = dict(max_epochs=max_iters[1]) if by_epoch else dict(max_iters=max_iters)
     return Runner(
         model=kwargs.pop("model", None) or Linear(),
         work_dir=work_dir,
-        train_dataloader=dict(dataset=dataset, batch_size=1),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        train_dataloader=dict(dataset=dataset, batch_size=1, shuffle=by_epoch),
+        train_cfg=dict(by_epoch=by_epoch, **limit),
         optim_wrapper=dict(
             optimizer=optimizer or dict(type="SGD", lr=0.05, momentum=0.9),
             accumulative_counts=acc,
@@ -105,32 +108,52 @@ class SendSignal(Hook):
 
 
 # -- signals -------------------------------------------------------------------------------
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_at_the_window_end_and_resume_continues_exactly(tmp_path, sig):
+@pytest.mark.parametrize(
+    ("sig", "limit", "at", "stop"),
+    [
+        (signal.SIGTERM, 20, 4, 6),  # iteration 4 is inside the window 4-6: stop after 6
+        (signal.SIGINT, ("epochs", 2), 16, 18),  # epoch 2 of 12 shuffled batches, mid-epoch
+    ],
+)
+def test_signal_saves_at_the_window_end_and_resume_continues_exactly(
+    tmp_path, sig, limit, at, stop
+):
     before = signal.getsignal(sig)
-    stopped = runner(tmp_path / "run", data(), 20, acc=3, hooks=[SendSignal(sig, 4)])
+    dataset = data(12)
+    stopped = runner(tmp_path / "run", dataset, limit, acc=3, hooks=[SendSignal(sig, at)])
     assert stopped.train() == {}
-    # Iteration 4 is inside the window 4-6: the stop waits for its end.
-    assert (stopped.state.iter, stopped.state.step, stopped.state.should_stop) == (6, 2, True)
-    assert find_latest_checkpoint(tmp_path / "run").name == "iter_6"
+    assert (stopped.state.iter, stopped.state.step, stopped.state.should_stop) == (
+        stop,
+        stop // 3,
+        True,
+    )
+    assert find_latest_checkpoint(tmp_path / "run").name == f"iter_{stop}"
     assert signal.getsignal(sig) is before  # the previous handler is back
 
-    resumed = runner(tmp_path / "run", data(), 20, acc=3, resume=True)
+    resumed = runner(tmp_path / "run", dataset, limit, acc=3, resume=True)
     resumed.train()
-    full = runner(tmp_path / "full", data(), 20, acc=3)
+    full = runner(tmp_path / "full", dataset, limit, acc=3)
     full.train()
-    assert resumed.state.iter == 20 and not resumed.state.should_stop
+    assert resumed.state.iter == full.state.iter and not resumed.state.should_stop
     assert_same(weights(resumed), weights(full))
 
 
 def test_checkpoint_joins_retention_and_a_due_save_is_not_repeated(tmp_path):
-    hook = CheckpointHook(interval=2, by_epoch=False, max_keep_ckpts=2)
-    r = runner(tmp_path, data(), 20, hooks=[SendSignal(signal.SIGTERM, 4)])
-    r.hooks.add(hook)
+    saves = []
+
+    class CountSaves(Hook):
+        def before_save_checkpoint(self, runner, checkpoint):
+            saves.append(runner.iter)
+
+    hook = CheckpointHook(interval=3, by_epoch=False, max_keep_ckpts=2)
+    signals = SendSignal(signal.SIGTERM, 5, 9)  # 9: a save is due there anyway
+    hooks = dict(logger=None, checkpoint=hook)
+    r = runner(tmp_path, data(), 20, hooks=[signals, CountSaves()], default_hooks=hooks)
     r.train()
-    # iter_4 was due anyway: saved once, listed once; iter_2 kept (max 2).
-    assert r.state.iter == 4 and hook.kept == ["iter_2", "iter_4"]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["iter_2", "iter_4"]
+    assert (r.state.iter, saves, hook.kept) == (5, [3, 5], ["iter_3", "iter_5"])
+    r.train()  # continues; at 9 the periodic save comes first and the signal's is skipped
+    assert (r.state.iter, saves, hook.kept) == (9, [3, 5, 6, 9], ["iter_6", "iter_9"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["iter_6", "iter_9"]
 
 
 def test_second_signal_aborts_at_once(tmp_path):
@@ -221,7 +244,8 @@ def _free_port() -> int:
 def test_processes_agree_on_where_to_stop(tmp_path):
     """Rank 0 gets SIGTERM after iteration 3, rank 1 after 7. Votes follow updates 2, 4, 6...
     (every 2nd update; acc=2, so iterations 4, 8, ...); rank 0's flag enters the vote at
-    iteration 4, whose result is read at iteration 8: both stop there, with one checkpoint."""
+    iteration 4, whose result is read at iteration 8: both stop there, with one checkpoint.
+    The same processes then check that a NaN on one process stops both."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     for key in [k for k in env if k.startswith("ACCELERATE_")]:
         del env[key]
@@ -235,6 +259,10 @@ def test_processes_agree_on_where_to_stop(tmp_path):
     assert "STOPPED rank=0 iter=8 should_stop=True" in proc.stdout, report
     assert "STOPPED rank=1 iter=8 should_stop=True" in proc.stdout, report
     assert find_latest_checkpoint(tmp_path).name == "iter_8"
+    # Then a NaN loss on rank 1 only, in iteration 3: both processes stop at the check.
+    raised = "RAISED rank={} iter=4 nan_policy='stop': non-finite {} in iterations 1-4;"
+    assert raised.format(1, "['loss', 'loss_aux']") in proc.stdout, report
+    assert raised.format(0, "a loss on another process") in proc.stdout, report
 
 
 # -- non-finite losses ---------------------------------------------------------------------
@@ -285,6 +313,15 @@ def test_stop_without_logger_checks_at_epoch_end_before_the_epoch_checkpoint(tmp
         r.train()
     assert "non-finite ['loss', 'loss_aux'] in iterations 1-3 (epoch 1)" in one_line(err)
     assert find_latest_checkpoint(tmp_path) is None
+
+
+def test_stop_without_logger_checks_every_interval_iterations(tmp_path):
+    r = runner(tmp_path, data(), 20, model=Linear(aux=float("inf")))
+    r.hooks.get(NanGuardHook).interval = 5
+    with pytest.raises(FloatingPointError) as err:
+        r.train()
+    assert "non-finite ['loss', 'loss_aux'] in iterations 1-5;" in one_line(err)
+    assert r.state.iter == 5 and find_latest_checkpoint(tmp_path) is None
 
 
 def optimizers():
