@@ -235,7 +235,8 @@ class Pacer:
         if self.phase == "timing":
             _send({"ms": elapsed / self.w.chunk * 1e3})
         elif self.phase == "check":
-            _send({"sync_check": "ok: no host sync between log intervals"})
+            ok = "ok: no host sync between log intervals"
+            _send({"sync_check": ok if self.device.type == "cuda" else "not checked (no CUDA)"})
         elif self.phase == "warmup":
             import torch
 

@@ -33,6 +33,7 @@ from engine.schedules import (
 )
 from engine.signals import SignalHook
 from engine.state import TrainState
+from engine.throughput_hook import ThroughputHook
 
 __all__ = [
     "Accuracy",
@@ -69,6 +70,7 @@ __all__ = [
     "SignalHook",
     "StepLR",
     "StepMomentum",
+    "ThroughputHook",
     "TrainState",
     "build_optim_wrapper",
     "evaluate",

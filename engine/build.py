@@ -103,7 +103,9 @@ def _stock_hooks() -> dict[str, type]:
     from engine.early_stopping import EarlyStoppingHook
     from engine.ema import EMAHook
     from engine.log_hook import LoggerHook
+    from engine.nan_guard import NanGuardHook
     from engine.signals import SignalHook
+    from engine.throughput_hook import ThroughputHook
 
     return {
         "CheckpointHook": CheckpointHook,
@@ -112,7 +114,9 @@ def _stock_hooks() -> dict[str, type]:
         "IterTimerHook": IterTimerHook,
         "LoggerHook": LoggerHook,
         "ParamSchedulerHook": ParamSchedulerHook,
+        "NanGuardHook": NanGuardHook,
         "SignalHook": SignalHook,
+        "ThroughputHook": ThroughputHook,
     }
 
 

@@ -1,6 +1,6 @@
 """``torch.compile`` for a model, whole or by repeated blocks (regional compilation).
 
-Compilation happens in place (``nn.Module.compile``): the model keeps its class, its
+Compilation happens in place (as ``nn.Module.compile``): the model keeps its class, its
 ``train_step`` and its state-dict keys, so checkpoints of compiled and eager runs are
 interchangeable. Regional compilation compiles each repeated block (a transformer's
 layers) once per distinct shape instead of the whole graph: much shorter compile times
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import nn
 
 _COMPILE_KEYS = {"fullgraph", "dynamic", "backend", "mode", "options", "disable"}
@@ -48,7 +49,7 @@ def compile_model(model: nn.Module, cfg: bool | dict | None) -> nn.Module:
             f"compile has unknown keys {sorted(unknown)}; accepted: regional, {', '.join(sorted(_COMPILE_KEYS))}"
         )
     if not regional:
-        model.compile(**options)
+        _compile_in_place(model, options)
         return model
     blocks = list(_blocks(model, regional))
     if not blocks:
@@ -57,8 +58,26 @@ def compile_model(model: nn.Module, cfg: bool | dict | None) -> nn.Module:
             "pass regional=<block class or name>, or compile=True for the whole model"
         )
     for block in blocks:
-        block.compile(**options)
+        _compile_in_place(block, options)
     return model
+
+
+def _compile_in_place(module: nn.Module, options: dict) -> None:
+    """What ``module.compile(**options)`` does, through a function defined here.
+
+    ``nn.Module.compile`` compiles the module's bound ``_call_impl``; for torch's own
+    classes (``nn.TransformerEncoderLayer`` blocks, an ``nn.Sequential``) torch 2.13's
+    dynamo then traces nothing and the module silently stays eager. Compiling a function
+    that calls ``_call_impl`` traces them too (hooks included, as with ``compile()``).
+    The attribute is the one ``compile()`` sets: ``nn.Module`` leaves it out of copies and
+    pickles, so an EMA copy or a saved model is never tied to this compiled call.
+    """
+    call = module._call_impl
+
+    def call_module(*args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    module._compiled_call_impl = torch.compile(call_module, **options)
 
 
 def _blocks(module: nn.Module, regional: Any) -> Iterable[nn.Module]:

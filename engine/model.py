@@ -169,7 +169,8 @@ class BaseModel(nn.Module):
         parsed: dict[str, torch.Tensor] = {}
         for name, value in losses.items():
             if isinstance(value, torch.Tensor):
-                parsed[name] = value.mean()
+                # A scalar is its own mean: skip the extra autograd node (hot path).
+                parsed[name] = value if value.ndim == 0 else value.mean()
             elif isinstance(value, list | tuple) and all(
                 isinstance(v, torch.Tensor) for v in value
             ):

@@ -84,6 +84,10 @@ class Runner:
     checkpoint at the end of the accumulation window and return (`engine.signals`; the
     ``signal`` default hook, ``default_hooks=dict(signal=None)`` turns it off).
 
+    Speed: ``compile=True`` or ``dict(regional=True, mode=...)`` compiles the model in place
+    (`engine.compilation`); ``prefetch`` (on by default) copies training batches to the
+    GPU one step ahead on a side stream (`engine.prefetch`).
+
     Example:
         >>> runner = Runner(model=MyModel(), work_dir='work_dirs/demo',
         ...                 train_dataloader=dict(dataset=ds, batch_size=8, shuffle=True),

@@ -174,6 +174,24 @@ def test_compile_options_are_checked_and_keys_unchanged():
     assert list(net.state_dict()) == keys
 
 
+def test_regional_compile_captures_torchs_own_block_classes_and_copies_stay_eager():
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    layers = [nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True) for _ in range(2)]
+    net = nn.Sequential(nn.Linear(8, 8), nn.Sequential(*layers))
+    reference = copy.deepcopy(net)
+    compile_model(net, dict(regional=True, backend="eager"))
+    assert net[0]._compiled_call_impl is None  # not a repeated block
+    counters.clear()
+    x = torch.randn(2, 3, 8)
+    torch.testing.assert_close(net(x), reference(x))
+    assert counters["stats"]["unique_graphs"] >= 1  # nn.Module.compile() would trace nothing
+    assert all(block._compiled_call_impl is None for block in copy.deepcopy(net)[1])
+
+
 def test_compiled_and_eager_training_give_the_same_losses(tmp_path):
     # torch.compile with inductor on the CPU (C++ codegen with gcc): ~10-30 s here.
     from torch._dynamo.utils import counters
