@@ -1,10 +1,11 @@
 """engine: MMEngine-style models and optimisation on Hugging Face Accelerate."""
 
-from engine.checkpoint import CheckpointError, export_weights, save_checkpoint
+from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.checkpoint_hook import CheckpointHook
 from engine.early_stopping import EarlyStoppingHook
 from engine.ema import EMAHook
 from engine.evaluator import Accuracy, BaseMetric, Evaluator
+from engine.export import export_weights
 from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
 from engine.log_hook import LoggerHook
 from engine.loops import evaluate, run_loop, train_epochs, train_iters

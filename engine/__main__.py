@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from engine.checkpoint import export_weights
 from engine.checkpoint_io import CheckpointError
+from engine.export import export_weights
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Translate MMEngine-style dicts (train_cfg, dataloaders, hooks, schedules) into objects.
+"""Turn MMEngine-style dicts (train_cfg, loaders, evaluators, hooks, schedules) into objects.
 
 This is the one place where ``dict(type=...)`` is resolved, through explicit tables:
 the core only ever sees built objects.
@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from engine.evaluator import BaseMetric, Evaluator
 from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
 from engine.schedules import INF, build_schedule
 
@@ -96,6 +97,18 @@ def build_dataloader(cfg: Any, name: str) -> Any:
         return DataLoader(**cfg)
     except TypeError as err:
         raise TypeError(f"{name}: DataLoader rejected the arguments: {err}") from None
+
+
+def build_evaluator(cfg: Any, name: str) -> Evaluator | None:
+    """An `Evaluator` from one, a metric, a metric dict with ``type`` or a list of them;
+    ``None`` stays ``None``."""
+    if cfg is None or isinstance(cfg, Evaluator):
+        return cfg
+    if not isinstance(cfg, BaseMetric | dict | list | tuple):
+        raise TypeError(
+            f"{name} must be an Evaluator, a BaseMetric, a dict with 'type' or a list of them, got {type(cfg).__name__}"
+        )
+    return Evaluator(cfg)
 
 
 def _stock_hooks() -> dict[str, type]:

@@ -1,4 +1,4 @@
-"""Save and export checkpoints: a checkpoint is a folder in ``work_dir``.
+"""Save checkpoints: a checkpoint is a folder in ``work_dir``.
 
 Layout (``work_dir/epoch_3/``, ``iter_400/``, ``best_accuracy_top1/``)::
 
@@ -22,6 +22,8 @@ name (an older folder of that name is moved aside first and deleted after), and 
 rewrites ``last_checkpoint``. A crash at any point leaves the previous checkpoint and the
 pointer to it intact; leftovers are cleaned when a run resumes (`engine.resume`), which
 reads all of this back. Weights alone load with `engine.model_weights.load_weights`.
+Finding the latest checkpoint and reading engine_state.json are `engine.checkpoint_find`'s
+job, writing the weights out for inference `engine.export`'s (both re-exported here).
 
 Exactness of resume (bit-identical weights on CPU): the loops skip consumed batches with
 ``accelerate.skip_first_batches`` (indices only, nothing is loaded), the schedules are pure
@@ -47,35 +49,35 @@ from typing import Any
 import torch
 
 from engine import rng
+from engine.checkpoint_find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint_io import (
+    FORMAT,
     LAST,
     MODEL,
     OPTIMIZER,
     STATE,
     TENSORS,
+    VERSION,
     CheckpointError,
-    decode,
     encode,
     fsync_dir,
-    load_tensors,
-    read_json,
     save_tensors,
     torch_save,
     write_json,
     write_text_atomic,
 )
+from engine.export import export_weights
 from engine.hooks import Hook
 from engine.model_weights import plain_state_dict
 
 logger = logging.getLogger("engine")
 
-FORMAT, VERSION = "engine.checkpoint", 1
-_STATE_EXPECTED = "the engine_state.json that engine.checkpoint.save_checkpoint writes"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 __all__ = [
     "CheckpointError",
     "at_window_end",
+    "checkpoint_folder",
     "export_weights",
     "find_latest_checkpoint",
     "read_engine_state",
@@ -288,114 +290,3 @@ def check_supported(accelerator: Any) -> None:
 def _model_state_dict(runner: Any) -> dict[str, torch.Tensor]:
     check_supported(runner.accelerator)
     return plain_state_dict(runner._raw_model)
-
-
-# -- finding and reading -------------------------------------------------------------------
-def read_engine_state(folder: Path) -> dict[str, Any]:
-    """engine_state.json of `folder`, checked and decoded (its tensors included)."""
-    path = Path(folder) / STATE
-    data = read_json(path, _STATE_EXPECTED)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not an engine checkpoint state; expected {_STATE_EXPECTED}"
-        )
-    if data.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path} has format version {data.get('version')!r}; this engine reads version {VERSION}"
-        )
-    for key in ("train_state", "hooks", "meta"):
-        if not isinstance(data.get(key), dict):
-            raise CheckpointError(f"{path} lacks the '{key}' object; expected {_STATE_EXPECTED}")
-    tensors: dict[str, torch.Tensor] = {}
-    if (Path(folder) / TENSORS).exists():
-        tensors, _ = load_tensors(Path(folder) / TENSORS, "tensors referenced by engine_state.json")
-    try:
-        return decode(data, tensors)
-    except KeyError as err:
-        raise CheckpointError(f"{path} refers to tensor {err} missing from {TENSORS}") from None
-
-
-def _iter_of(folder: Path) -> int:
-    try:
-        return int(read_engine_state(folder)["train_state"].get("iter", -1))
-    except (CheckpointError, FileNotFoundError, TypeError, ValueError):
-        return -1
-
-
-def find_latest_checkpoint(work_dir: str | Path) -> Path | None:
-    """The checkpoint `last_checkpoint` names; if that is missing or broken, the periodic
-    checkpoint folder with the most iterations. None when there is none."""
-    work_dir = Path(work_dir)
-    pointer = work_dir / LAST
-    if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        folder = Path(name) if Path(name).is_absolute() else work_dir / name
-        if (folder / STATE).is_file() and (folder / OPTIMIZER).is_file():
-            return folder
-        logger.warning(
-            "%s names %s, which is not a complete checkpoint; scanning %s", pointer, name, work_dir
-        )
-    candidates = [
-        p
-        for p in (work_dir.iterdir() if work_dir.is_dir() else [])
-        if p.is_dir() and not p.name.startswith((".", "best_")) and (p / STATE).is_file()
-    ]
-    ranked = [(_iter_of(p), p.stat().st_mtime, p) for p in candidates]
-    ranked = [r for r in ranked if r[0] >= 0]
-    return max(ranked)[2] if ranked else None
-
-
-def checkpoint_folder(path: str | Path, what: str) -> Path:
-    folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"{what} {str(path)!r} does not exist; expected a checkpoint folder with {STATE}"
-        )
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"{what} {str(path)!r} is a file; expected a checkpoint folder (e.g. work_dir/epoch_3)"
-        )
-    return folder
-
-
-def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = None) -> Path:
-    """Write a checkpoint's model weights alone to one safetensors file, for inference.
-
-    Load it with ``safetensors.torch.load_model(model, out)`` (which re-ties shared
-    weights) or ``Runner(load_from=out)``.
-
-    Args:
-        checkpoint: a checkpoint folder, or a work_dir (its latest checkpoint).
-        out: the ``.safetensors`` file to write (replaced atomically if it exists).
-        dtype: ``'float16'``/``'bfloat16'``/``'float32'`` to cast floating tensors; None keeps them.
-
-    Returns:
-        `out` as a Path.
-    """
-    folder = checkpoint_folder(checkpoint, "checkpoint")
-    if not (folder / MODEL).is_file():
-        latest = find_latest_checkpoint(folder)
-        if latest is None:
-            raise FileNotFoundError(
-                f"{folder} has no {MODEL} and no checkpoint folder; expected a checkpoint or a work_dir"
-            )
-        folder = latest
-    tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
-    if dtype is not None:
-        cast = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
-            dtype
-        )
-        if cast is None:
-            raise ValueError(
-                f"dtype {dtype!r} is unknown; accepted: 'float16', 'bfloat16', 'float32'"
-            )
-        cast_once: dict[int, torch.Tensor] = {}  # tied weights stay tied after the cast
-        for k, v in tensors.items():
-            if v.is_floating_point():
-                tensors[k] = cast_once[id(v)] = cast_once.get(id(v), v.to(cast))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_tensors(tmp, tensors, metadata={"format": "pt", "source": str(folder)})
-    tmp.replace(out)
-    return out

@@ -15,13 +15,8 @@ import re
 import shutil
 from typing import Any
 
-from engine.checkpoint import (
-    at_window_end,
-    check_supported,
-    read_engine_state,
-    save_checkpoint,
-    work_dir_of,
-)
+from engine.checkpoint import at_window_end, check_supported, save_checkpoint, work_dir_of
+from engine.checkpoint_find import read_engine_state
 from engine.checkpoint_io import STATE, CheckpointError
 from engine.hooks import Hook
 

@@ -31,6 +31,7 @@ OPTIMIZER = "optimizer.pt"
 STATE = "engine_state.json"
 TENSORS = "engine_tensors.safetensors"
 LAST = "last_checkpoint"  # in work_dir: the name of the newest periodic checkpoint
+FORMAT, VERSION = "engine.checkpoint", 1  # engine_state.json's "format" and "version"
 
 
 class CheckpointError(ValueError):

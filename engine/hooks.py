@@ -234,7 +234,7 @@ class ParamSchedulerHook(Hook):
         self._last_step = -1
 
     def _apply(self, runner, epoch: int) -> None:
-        from engine.schedules import apply_schedules
+        from engine.schedule_apply import apply_schedules
 
         step = runner.state.step
         if isinstance(self.schedules, dict):

@@ -1,7 +1,11 @@
-"""`BaseModel`: the mode contract, `train_step`/`val_step`/`test_step` and `parse_losses`."""
+"""`BaseModel`: the mode contract, `train_step`/`val_step`/`test_step` and `parse_losses`.
+
+`check_forward_takes_mode` checks a model against that contract when a `Runner` is built.
+"""
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any
 
@@ -190,6 +194,26 @@ class BaseModel(nn.Module):
             if name != "loss":  # a user key named 'loss' is already part of the total
                 log_vars[name] = value.detach()
         return loss, log_vars
+
+
+def check_forward_takes_mode(model: nn.Module) -> None:
+    """The stock steps call ``forward(*inputs, mode=...)``: a forward without ``mode``
+    would fail at the first batch with Python's bare 'unexpected keyword' error."""
+    cls = type(model)
+    steps = (cls.train_step, cls.val_step, cls.test_step)
+    base = (BaseModel.train_step, BaseModel.val_step, BaseModel.test_step)
+    if not isinstance(model, BaseModel) or all(s is not b for s, b in zip(steps, base)):
+        return  # not a BaseModel, or its own steps call forward as they like
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return
+    if "mode" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    raise TypeError(
+        f"{cls.__name__}.forward{inspect.signature(model.forward)} has no `mode` argument; "
+        "engine calls forward(*inputs, mode=...) with mode 'loss', 'predict' or 'tensor'"
+    )
 
 
 def attach_wrapper(module: nn.Module, wrapper: nn.Module) -> None:

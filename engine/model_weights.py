@@ -111,7 +111,7 @@ def load_weights(runner: Any, source: Any) -> None:
     Args:
         runner: a `Runner` (its ``_raw_model`` receives the weights).
         source: a checkpoint folder, a ``.safetensors`` file (e.g. from
-            `engine.checkpoint.export_weights`), a ``.pt``/``.pth`` state dict, or
+            `engine.export.export_weights`), a ``.pt``/``.pth`` state dict, or
             ``dict(path=..., strict=False)``. ``strict`` defaults to True: missing,
             unexpected or mis-shaped keys are an error; with False they are skipped and
             reported in one log line.

@@ -1,69 +1,34 @@
-"""`OptimWrapper` and `OptimWrapperDict`: parameter updates on Accelerate's idiom.
+"""`OptimWrapper`: parameter updates on Accelerate's idiom.
 
 The wrapper is a thin layer over ``accelerator.backward``, ``no_sync``/``autocast``,
 ``clip_grad_norm_``, ``step`` and ``zero_grad``. It corrects one thing Accelerate gets
 wrong for us: ``accelerator.backward`` always divides the loss by a fixed
 ``gradient_accumulation_steps``, while an exact last window that holds ``r`` micro-batches
-must divide by ``r``. Building wrappers from MMEngine-style dicts lives in
-`engine.optim_build`.
+must divide by ``r``. Clipping lives in `engine.grad_clip`; `OptimWrapperDict` lives in
+`engine.optim_dict` and is re-exported here; building wrappers from MMEngine-style dicts
+lives in `engine.optim_build`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine.grad_clip import clip_gradients, parse_clip_grad
+from engine.optim_dict import OptimWrapperDict
 from engine.wrappers import no_sync
+
+# OptimWrapperDict lives in engine.optim_dict; DESIGN.md's module table puts both here.
+__all__ = ["OptimWrapper", "OptimWrapperDict"]
 
 logger = logging.getLogger(__name__)
 
 _NO_GRAD_NORM = None
-
-
-def _parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
-    if clip_grad is None:
-        return None
-    if not isinstance(clip_grad, dict):
-        raise TypeError(
-            f"clip_grad must be a dict such as dict(max_norm=1.0) or dict(type='value', clip_value=1.0), got {type(clip_grad).__name__}"
-        )
-    cfg = dict(clip_grad)
-    kind = cfg.pop("type", "norm")
-    if kind == "norm":
-        if "max_norm" not in cfg:
-            raise ValueError(
-                f"clip_grad of type 'norm' needs max_norm, got keys {sorted(clip_grad)}"
-            )
-        unknown = set(cfg) - {"max_norm", "norm_type", "error_if_nonfinite"}
-        if unknown:
-            raise ValueError(
-                f"clip_grad has unknown keys {sorted(unknown)}; accepted: max_norm, norm_type"
-            )
-        cfg.pop("error_if_nonfinite", None)
-        return "norm", {
-            "max_norm": _positive(cfg, "max_norm"),
-            "norm_type": cfg.get("norm_type", 2),
-        }
-    if kind == "value":
-        if set(cfg) != {"clip_value"}:
-            raise ValueError(
-                f"clip_grad of type 'value' takes exactly clip_value, got keys {sorted(cfg)}"
-            )
-        return "value", {"clip_value": _positive(cfg, "clip_value")}
-    raise ValueError(f"clip_grad type {kind!r} is unknown; accepted: 'norm' (default) or 'value'")
-
-
-def _positive(cfg: dict, key: str) -> float:
-    # A negative bound would flip the gradients' sign rather than clip them.
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"clip_grad {key} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 class OptimWrapper:
@@ -112,7 +77,7 @@ class OptimWrapper:
         self.optimizer = optimizer
         self.accumulative_counts = accumulative_counts
         self.clip_grad = clip_grad
-        self._clip = _parse_clip_grad(clip_grad)
+        self._clip = parse_clip_grad(clip_grad)
         self._inner_count = 0
         self._max_counts = -1
         self._divisible_counts = -1
@@ -208,7 +173,7 @@ class OptimWrapper:
     def step(self, **kwargs: Any) -> None:
         """Clip (if configured) and step the optimizer."""
         if self._clip is not None:
-            self.last_grad_norm = self._clip_grads()
+            self.last_grad_norm = clip_gradients(self._clip, self.optimizer, self.accelerator)
         acc = self.accelerator
         if acc is None or not self._accelerate_step_needed:
             self._inner_optimizer.step(**kwargs)
@@ -223,32 +188,6 @@ class OptimWrapper:
         else:
             self.accelerator.gradient_state._set_sync_gradients(True)
             self.optimizer.zero_grad(**kwargs)
-
-    def _clip_grads(self) -> torch.Tensor | None:
-        kind, cfg = self._clip
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
-        acc = self.accelerator
-        if acc is None:
-            if kind == "norm":
-                return nn.utils.clip_grad_norm_(params, **cfg)
-            nn.utils.clip_grad_value_(params, **cfg)
-            return None
-        if kind == "value":
-            acc.clip_grad_value_(params, **cfg)
-            return None
-        from accelerate.utils import DistributedType
-
-        if (
-            acc.mixed_precision == "fp16"
-            and len(acc._optimizers) > 1
-            and acc.distributed_type
-            not in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.XLA)
-        ):
-            # Accelerate's clip_grad_norm_ unscales *every* prepared optimizer; with two
-            # (a GAN) the other one would be unscaled twice. Unscale only ours.
-            acc.unscale_gradients(optimizer=self.optimizer)
-            return nn.utils.clip_grad_norm_(params, **cfg)
-        return acc.clip_grad_norm_(params, **cfg)
 
     # -- accumulation position ----------------------------------------------
     @property
@@ -352,90 +291,3 @@ def _autocast_no_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
 
 def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-class OptimWrapperDict(Mapping):
-    """Several named `OptimWrapper`s, one per sub-module (a GAN's generator and discriminator).
-
-    A custom ``train_step`` calls the members: ``ow['generator'].update_params(loss)``.
-
-    Example:
-        >>> ow = OptimWrapperDict(generator=OptimWrapper(g_opt), discriminator=OptimWrapper(d_opt))
-        >>> ow.get_lr()
-        {'generator.lr': [0.0002], 'discriminator.lr': [0.0002]}
-    """
-
-    def __init__(self, **optim_wrappers: OptimWrapper) -> None:
-        for name, wrapper in optim_wrappers.items():
-            if not isinstance(wrapper, OptimWrapper):
-                raise TypeError(
-                    f"OptimWrapperDict member {name!r} must be an OptimWrapper, got {type(wrapper).__name__}"
-                )
-        self.optim_wrappers = optim_wrappers
-
-    def __getitem__(self, key: str) -> OptimWrapper:
-        if key not in self.optim_wrappers:
-            raise KeyError(f"no optim wrapper named {key!r}; members: {list(self.optim_wrappers)}")
-        return self.optim_wrappers[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.optim_wrappers)
-
-    def __len__(self) -> int:
-        return len(self.optim_wrappers)
-
-    def _use_a_member(self, what: str) -> NotImplementedError:
-        return NotImplementedError(
-            f"OptimWrapperDict.{what}() is ambiguous: call it on a member, e.g. "
-            f"optim_wrapper[{next(iter(self.optim_wrappers), 'name')!r}].{what}(...); members: {list(self.optim_wrappers)}"
-        )
-
-    def update_params(self, *args: Any, **kwargs: Any) -> None:
-        raise self._use_a_member("update_params")
-
-    def backward(self, *args: Any, **kwargs: Any) -> None:
-        raise self._use_a_member("backward")
-
-    def step(self, *args: Any, **kwargs: Any) -> None:
-        raise self._use_a_member("step")
-
-    def optim_context(self, *args: Any, **kwargs: Any) -> None:
-        raise self._use_a_member("optim_context")
-
-    def zero_grad(self, **kwargs: Any) -> None:
-        for wrapper in self.optim_wrappers.values():
-            wrapper.zero_grad(**kwargs)
-
-    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
-        for wrapper in self.optim_wrappers.values():
-            wrapper.initialize_count_status(model, init_counts, max_counts)
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return [group for wrapper in self.optim_wrappers.values() for group in wrapper.param_groups]
-
-    def get_lr(self) -> dict[str, list[float]]:
-        return {f"{name}.lr": w.get_lr()["lr"] for name, w in self.optim_wrappers.items()}
-
-    def get_momentum(self) -> dict[str, list[float]]:
-        return {
-            f"{name}.momentum": w.get_momentum()["momentum"]
-            for name, w in self.optim_wrappers.items()
-        }
-
-    def state_dict(self) -> dict:
-        return {name: w.state_dict() for name, w in self.optim_wrappers.items()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        missing = set(self.optim_wrappers) - set(state_dict)
-        if missing:
-            raise KeyError(
-                f"optimizer state has no entry for {sorted(missing)}; it has {sorted(state_dict)}"
-            )
-        for name, wrapper in self.optim_wrappers.items():
-            wrapper.load_state_dict(state_dict[name])
-
-    def __repr__(self) -> str:
-        return (
-            f"OptimWrapperDict({', '.join(f'{k}={v!r}' for k, v in self.optim_wrappers.items())})"
-        )

@@ -18,15 +18,13 @@ from typing import Any
 
 from engine import rng
 from engine.checkpoint import (
-    checkpoint_folder,
     clean_partial_saves,
-    find_latest_checkpoint,
     loader_length,
-    read_engine_state,
     seedable_sampler,
     stateful_hooks,
     work_dir_of,
 )
+from engine.checkpoint_find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint_io import (
     MODEL,
     OPTIMIZER,

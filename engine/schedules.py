@@ -2,9 +2,11 @@
 
 A schedule holds no state. ``factor_at(count, base)`` is the multiplier of a
 param group's hyper-parameter at ``count``: the epoch for ``by_epoch=True``,
-otherwise the number of optimizer updates done. ``apply_schedules`` multiplies
-the factors of all schedules of a parameter onto the base value remembered in
-the param group, so a resumed run gets exactly the value it had.
+otherwise the number of optimizer updates done. ``apply_schedules``
+(`engine.schedule_apply`, re-exported here) multiplies the factors of all
+schedules of a parameter onto the base value remembered in the param group, so
+a resumed run gets exactly the value it had. ``build_schedule`` turns
+MMEngine's ``dict(type='LinearLR', ...)`` into a schedule.
 
 Example:
     >>> import torch
@@ -18,21 +20,11 @@ Example:
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
-from typing import Any, Protocol
+from typing import Any
+
+from engine.schedule_apply import Schedule, apply_schedules
 
 INF = int(1e9)  # MMEngine's "never ends"
-
-
-class Schedule(Protocol):
-    """What ``apply_schedules`` needs from a schedule."""
-
-    param_name: str
-    by_epoch: bool
-    convert_to_iter_based: bool
-
-    def factor_at(self, count: int, base: float) -> float: ...
-
-    def to_iter_based(self, updates_per_epoch: int) -> "Schedule": ...
 
 
 def _need(ok: bool, name: str, value: Any, accepted: str) -> None:
@@ -321,60 +313,6 @@ CosineAnnealingMomentum = _momentum(CosineAnnealingLR)
 PolyMomentum = _momentum(PolyLR)
 
 
-def _read(group: dict, name: str) -> float:
-    if name in group:
-        return group[name]
-    if name == "momentum" and "betas" in group:
-        return group["betas"][0]
-    raise ValueError(f"param group has no {name!r}; it has {sorted(group)}")
-
-
-def _write(group: dict, name: str, value: float) -> None:
-    if name == "momentum" and "momentum" not in group:
-        group["betas"] = (value, *group["betas"][1:])
-    else:
-        group[name] = value
-
-
-def apply_schedules(
-    optimizer: Any, schedules: Sequence[Schedule], *, epoch: int, step: int
-) -> None:
-    """Set every param group's scheduled values for this epoch and update count.
-
-    Each value is ``base * prod(factors)``. The base is stored in the group as
-    ``initial_<param_name>`` the first time, so the result depends only on the
-    counts, and it travels with ``optimizer.state_dict()``.
-
-    Args:
-        optimizer: A torch optimizer or anything with ``param_groups``.
-        schedules: Built schedules; epoch ones read ``epoch``, the others ``step``.
-        epoch: The current epoch (0-based).
-        step: Optimizer updates done so far.
-
-    Example:
-        >>> import torch
-        >>> opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        >>> apply_schedules(opt, [StepLR(2, by_epoch=False)], epoch=0, step=4)
-        >>> round(opt.param_groups[0]["lr"], 6), opt.param_groups[0]["initial_lr"]
-        (0.001, 0.1)
-    """
-    names = {s.param_name for s in schedules}
-    for s in schedules:
-        # Reading such a schedule per epoch would silently skip the conversion.
-        ok = not (s.by_epoch and s.convert_to_iter_based)
-        _need(ok, "convert_to_iter_based", True, "a schedule from to_iter_based() here")
-    for group in optimizer.param_groups:
-        for name in names:
-            key = "initial_" + name
-            if key not in group:
-                group[key] = _read(group, name)
-            base = value = group[key]
-            for s in schedules:
-                if s.param_name == name:
-                    value *= s.factor_at(epoch if s.by_epoch else step, base)
-            _write(group, name, value)
-
-
 _BY_NAME: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -383,6 +321,7 @@ _BY_NAME: dict[str, type] = {
         MultiStepMomentum, ExponentialMomentum, CosineAnnealingMomentum, PolyMomentum,
     )
 }  # fmt: skip
+__all__ = ["INF", *_BY_NAME, "Schedule", "apply_schedules", "build_schedule"]
 
 
 def build_schedule(cfg: dict | Schedule) -> Schedule:

@@ -24,6 +24,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 import tyro
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch import nn
 
@@ -159,3 +160,5 @@ if __name__ == "__main__":
     with contextlib.redirect_stderr(sys.stderr if first else io.StringIO()):
         cfg = tyro.cli(Config, config=(tyro.conf.OmitArgPrefixes,), console_outputs=first)
     main(cfg)
+    # Close the process group before exit: gloo's threads can otherwise abort the process.
+    PartialState().destroy_process_group()

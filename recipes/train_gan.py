@@ -24,6 +24,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 import tyro
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch import nn
 
@@ -246,3 +247,5 @@ if __name__ == "__main__":
     # Flags are flat (--lr, not --run.lr); only the first process prints --help or errors.
     cli_config = (tyro.conf.OmitArgPrefixes,)
     main(tyro.cli(Config, config=cli_config, console_outputs=int(os.environ.get("RANK", 0)) == 0))
+    # Close the process group before exit: gloo's threads can otherwise abort the process.
+    PartialState().destroy_process_group()

@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -15,3 +16,14 @@ def _fresh_accelerate_state():
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def engine_log():
+    """Messages of the 'engine' logger (which need not propagate to pytest's caplog)."""
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger("engine").addHandler(handler)
+    yield records
+    logging.getLogger("engine").removeHandler(handler)

@@ -1,7 +1,6 @@
 """Checkpoint layout, atomic saves, retention, best checkpoints, load_from, export, errors."""
 
 import json
-import logging
 import shutil
 
 import pytest
@@ -32,17 +31,6 @@ def data(n=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
     return list(zip(x, x[:, :3].argmax(1)))
-
-
-@pytest.fixture
-def engine_log():
-    """Messages of the 'engine' logger (which does not propagate to pytest's caplog)."""
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("engine").addHandler(handler)
-    yield records
-    logging.getLogger("engine").removeHandler(handler)
 
 
 def make_runner(work_dir, model=None, checkpoint=None, **kwargs):

@@ -1,22 +1,11 @@
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
-from engine import BaseMetric, BaseModel, Hook, Runner
+from engine import BaseMetric, Hook, Runner
 from engine.early_stopping import EarlyStoppingHook, infer_rule
 from engine.ema import EMAHook
-
-
-class ParamModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.p = nn.Parameter(torch.tensor(0.0))
-
-    def forward(self, x, mode):
-        if mode == "loss":
-            return {"loss": (self.p * x).sum()}
-        return [self.p.detach().clone()]
+from models import ParamModel
 
 
 class Seen(BaseMetric):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -83,17 +82,6 @@ def one_line(err: pytest.ExceptionInfo) -> str:
     message = str(err.value)
     assert "\n" not in message, message
     return message
-
-
-@pytest.fixture
-def engine_log():
-    """Messages of the 'engine' logger (which need not propagate to pytest's caplog)."""
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("engine").addHandler(handler)
-    yield records
-    logging.getLogger("engine").removeHandler(handler)
 
 
 class SendSignal(Hook):

@@ -6,22 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from engine import BaseModel, ImgDataPreprocessor, OptimWrapper
-
-
-class MMEngineToyModel(BaseModel):
-    """The seed's model, as written there (no super().__init__() call)."""
-
-    def __init__(self) -> None:
-        self.linear = nn.Linear(1, 1)
-
-    def forward(self, img, label, mode):
-        feat = self.linear(img)
-        if mode == "loss":
-            loss1 = (feat - label).pow(2)
-            loss2 = (feat - label).abs()
-            return dict(loss1=loss1, loss2=loss2)
-        elif mode == "predict":
-            return [_feat for _feat in feat]
+from models import MMEngineToyModel
 
 
 def seed_data():

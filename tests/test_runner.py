@@ -7,20 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from engine import Accuracy, BaseModel, Hook, LoggerHook, Runner, run_loop
-
-
-class MMEngineToyModel(BaseModel):
-    def __init__(self) -> None:
-        self.linear = nn.Linear(1, 1)
-
-    def forward(self, img, label, mode):
-        feat = self.linear(img)
-        if mode == "loss":
-            loss1 = (feat - label).pow(2)
-            loss2 = (feat - label).abs()
-            return dict(loss1=loss1, loss2=loss2)
-        elif mode == "predict":
-            return [_feat for _feat in feat]
+from models import MMEngineToyModel, ParamModel
 
 
 def toy_dataset(n=50):
@@ -53,19 +40,6 @@ def test_seed_runner_example_matches_plain_pytorch(tmp_path):
     assert torch.allclose(model.linear.weight, reference.weight, atol=1e-6)
     assert torch.allclose(model.linear.bias, reference.bias, atol=1e-6)
     assert runner.state.epoch == 5 and runner.state.iter == 125 and runner.state.step == 125
-
-
-class ParamModel(BaseModel):
-    """loss = p * x: the gradient is x, so the parameter's moves show each update."""
-
-    def __init__(self):
-        super().__init__()
-        self.p = nn.Parameter(torch.tensor(0.0))
-
-    def forward(self, x, mode):
-        if mode == "loss":
-            return {"loss": (self.p * x).sum()}
-        return [self.p * v for v in x]
 
 
 class RecordParam(Hook):

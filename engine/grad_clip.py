@@ -1,0 +1,95 @@
+"""Gradient clipping for `OptimWrapper`: the ``clip_grad`` dict, checked, and its application.
+
+``dict(max_norm=..., norm_type=2)`` clips by norm (the default type) and returns the norm as
+a device tensor (logged as ``grad_norm`` without a host sync); ``dict(type='value',
+clip_value=...)`` clips each element. With an Accelerator, clipping goes through it, so
+fp16 gradients are unscaled first.
+
+Example:
+    >>> clip = parse_clip_grad(dict(max_norm=1.0))
+    >>> grad_norm = clip_gradients(clip, optimizer, accelerator=None)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
+    """``(kind, kwargs)`` for `clip_gradients` (kind ``'norm'`` or ``'value'``), or ``None``
+    when ``clip_grad`` is ``None``; a clear error for anything else."""
+    if clip_grad is None:
+        return None
+    if not isinstance(clip_grad, dict):
+        raise TypeError(
+            f"clip_grad must be a dict such as dict(max_norm=1.0) or dict(type='value', clip_value=1.0), got {type(clip_grad).__name__}"
+        )
+    cfg = dict(clip_grad)
+    kind = cfg.pop("type", "norm")
+    if kind == "norm":
+        if "max_norm" not in cfg:
+            raise ValueError(
+                f"clip_grad of type 'norm' needs max_norm, got keys {sorted(clip_grad)}"
+            )
+        unknown = set(cfg) - {"max_norm", "norm_type", "error_if_nonfinite"}
+        if unknown:
+            raise ValueError(
+                f"clip_grad has unknown keys {sorted(unknown)}; accepted: max_norm, norm_type"
+            )
+        cfg.pop("error_if_nonfinite", None)
+        return "norm", {
+            "max_norm": _positive(cfg, "max_norm"),
+            "norm_type": cfg.get("norm_type", 2),
+        }
+    if kind == "value":
+        if set(cfg) != {"clip_value"}:
+            raise ValueError(
+                f"clip_grad of type 'value' takes exactly clip_value, got keys {sorted(cfg)}"
+            )
+        return "value", {"clip_value": _positive(cfg, "clip_value")}
+    raise ValueError(f"clip_grad type {kind!r} is unknown; accepted: 'norm' (default) or 'value'")
+
+
+def _positive(cfg: dict, key: str) -> float:
+    # A negative bound would flip the gradients' sign rather than clip them.
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"clip_grad {key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def clip_gradients(
+    clip: tuple[str, dict], optimizer: Any, accelerator: Any = None
+) -> torch.Tensor | None:
+    """Clip the gradients of `optimizer`'s parameters as `parse_clip_grad` described.
+
+    Returns:
+        the total norm before clipping (a device tensor) for ``'norm'``; ``None`` for
+        ``'value'``.
+    """
+    kind, cfg = clip
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if accelerator is None:
+        if kind == "norm":
+            return nn.utils.clip_grad_norm_(params, **cfg)
+        nn.utils.clip_grad_value_(params, **cfg)
+        return None
+    if kind == "value":
+        accelerator.clip_grad_value_(params, **cfg)
+        return None
+    from accelerate.utils import DistributedType
+
+    if (
+        accelerator.mixed_precision == "fp16"
+        and len(accelerator._optimizers) > 1
+        and accelerator.distributed_type
+        not in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.XLA)
+    ):
+        # Accelerate's clip_grad_norm_ unscales *every* prepared optimizer; with two
+        # (a GAN) the other one would be unscaled twice. Unscale only ours.
+        accelerator.unscale_gradients(optimizer=optimizer)
+        return nn.utils.clip_grad_norm_(params, **cfg)
+    return accelerator.clip_grad_norm_(params, **cfg)
