@@ -36,7 +36,7 @@ from engine.nan_guard import NanGuardHook, check_nan_policy
 from engine.optim_build import amp_precision, build_optim_wrapper
 from engine.signals import handling_signals
 from engine.state import TrainState, updates_done
-from engine.wrappers import wrap_model
+from engine.wrappers import needs_joint_prepare, prepare_with_optimizers, wrap_model
 
 logger = logging.getLogger("engine")
 
@@ -127,10 +127,17 @@ class Runner:
         acc = self.accelerator
         model = compile_model(model, compile)  # in place, before any wrapper: keys unchanged
         model = model.to(acc.device) if model_wrapper is not None else model
-        self.model = wrap_model(model, acc, model_wrapper)
-        self._raw_model = acc.unwrap_model(self.model) if model_wrapper is None else model
         self.optim_wrapper = None
-        if optim_wrapper is not None:
+        if optim_wrapper is not None and needs_joint_prepare(acc, model_wrapper):
+            # DeepSpeed/FSDP: Accelerate prepares the model with its optimizers. Not run on
+            # this project's CPU machines (see docs/distributed.md).
+            self.optim_wrapper = build_optim_wrapper(model, optim_wrapper, acc)
+            self.model = prepare_with_optimizers(model, self.optim_wrapper, acc)
+            self._raw_model = acc.unwrap_model(self.model)
+        else:
+            self.model = wrap_model(model, acc, model_wrapper)
+            self._raw_model = acc.unwrap_model(self.model) if model_wrapper is None else model
+        if optim_wrapper is not None and self.optim_wrapper is None:
             self.optim_wrapper = build_optim_wrapper(self._raw_model, optim_wrapper, acc)
             prepare_optimizers(self.optim_wrapper, acc)
             if model_wrapper is None and acc.num_processes > 1:

@@ -93,6 +93,33 @@ def prepare_model(model: nn.Module, accelerator: Any) -> nn.Module:
     return prepared
 
 
+def needs_joint_prepare(accelerator: Any, model_wrapper: Any) -> bool:
+    """True when Accelerate must prepare the model together with its optimizers: DeepSpeed
+    builds one engine from both, and FSDP maps the optimizer's parameters onto the sharded
+    ones. (Only for whole-model wrapping: `wrap_model`'s default.)"""
+    from accelerate.utils import DistributedType
+
+    whole = model_wrapper is None or model_wrapper in _DEFAULT_NAMES + _FSDP_NAMES
+    joint = (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    return whole and accelerator.distributed_type in joint
+
+
+def prepare_with_optimizers(model: nn.Module, optim_wrapper: Any, accelerator: Any) -> nn.Module:
+    """Prepare `model` and every optimizer of `optim_wrapper` in one ``accelerator.prepare``
+    call (see `needs_joint_prepare`), attaching each wrapper to its prepared optimizer.
+
+    Returns:
+        The prepared model; forward passes of its steps run through it, as `prepare_model`.
+    """
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    wrappers = list(members.values()) if members else [optim_wrapper]
+    prepared, *optimizers = accelerator.prepare(model, *[w.optimizer for w in wrappers])
+    for wrapper, optimizer in zip(wrappers, optimizers):
+        wrapper.attach(accelerator, optimizer)
+    attach_wrapper(accelerator.unwrap_model(prepared), prepared)
+    return prepared
+
+
 def wrap_separately(model: nn.Module, accelerator: Any) -> nn.Module:
     """Prepare every direct child of `model` that has trainable parameters on its own.
 

@@ -282,3 +282,23 @@ def test_worker_seeds_differ_across_workers_and_ranks_and_repeat():
     assert torch.equal(rank0, draws(0))  # reproducible
     assert not torch.isclose(rank0, rank1).any()  # ranks differ
     assert not torch.isclose(rank0[0:2], rank0[2:4]).any()  # the two workers differ
+
+
+def test_deepspeed_and_fsdp_prepare_the_model_with_its_optimizers():
+    """Accelerate builds DeepSpeed/FSDP from the model and its optimizers in one prepare
+    call; this machine cannot run either, so the decision itself is checked."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from engine.wrappers import needs_joint_prepare
+
+    for kind, joint in [
+        (DistributedType.DEEPSPEED, True),
+        (DistributedType.FSDP, True),
+        (DistributedType.MULTI_GPU, False),
+        (DistributedType.NO, False),
+    ]:
+        acc = SimpleNamespace(distributed_type=kind)
+        assert needs_joint_prepare(acc, None) is joint
+        assert needs_joint_prepare(acc, "separate") is False
