@@ -35,6 +35,7 @@ from engine.schedules import (
 from engine.signals import SignalHook
 from engine.state import TrainState
 from engine.throughput_hook import ThroughputHook
+from engine.wrappers import MMSeparateDistributedDataParallel
 
 __all__ = [
     "Accuracy",
@@ -58,6 +59,7 @@ __all__ = [
     "LinearLR",
     "LinearMomentum",
     "LoggerHook",
+    "MMSeparateDistributedDataParallel",
     "MultiStepLR",
     "MultiStepMomentum",
     "NanGuardHook",

@@ -277,3 +277,47 @@ def unwrap(module: nn.Module) -> nn.Module:
     while _reduces_gradients(module) and isinstance(getattr(module, "module", None), nn.Module):
         module = module.module
     return module
+
+
+class MMSeparateDistributedDataParallel(nn.Module):
+    """MMEngine's wrapper class, for custom wrappers ported from MMEngine: subclass it and
+    override ``train_step``, then pass the class as ``Runner(model_wrapper=...)``.
+
+    It wraps every trainable child of `module` on its own (as ``model_wrapper='separate'``)
+    and delegates ``train_step``/``val_step``/``test_step``, ``data_preprocessor`` and
+    ``forward`` to the model, so the seed's ``CustomDistributedDataParallel`` ports with
+    its imports changed.
+
+    Args:
+        module: the model (an `engine.BaseModel`).
+        accelerator: the run's ``Accelerator``.
+        **ddp_options: ``DistributedDataParallelKwargs`` fields (``find_unused_parameters``...).
+
+    Example:
+        >>> class TwoPass(MMSeparateDistributedDataParallel):
+        ...     def train_step(self, data, optim_wrapper):
+        ...         data = self.data_preprocessor(data, training=True)
+        ...         ...
+        >>> Runner(model, work_dir, ..., model_wrapper=TwoPass)
+    """
+
+    def __init__(self, module: nn.Module, accelerator: Any, **ddp_options: Any) -> None:
+        super().__init__()
+        with _ddp_options(accelerator, ddp_options):
+            self.module = wrap_separately(module, accelerator)
+
+    @property
+    def data_preprocessor(self) -> nn.Module:
+        return self.module.data_preprocessor
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+    def train_step(self, data: Any, optim_wrapper: Any) -> Any:
+        return self.module.train_step(data, optim_wrapper)
+
+    def val_step(self, data: Any) -> Any:
+        return self.module.val_step(data)
+
+    def test_step(self, data: Any) -> Any:
+        return self.module.test_step(data)

@@ -302,3 +302,58 @@ def test_deepspeed_and_fsdp_prepare_the_model_with_its_optimizers():
         acc = SimpleNamespace(distributed_type=kind)
         assert needs_joint_prepare(acc, None) is joint
         assert needs_joint_prepare(acc, "separate") is False
+
+
+def test_seed_custom_wrapper_subclass_ports_with_its_imports_changed(tmp_path):
+    """The seed's CustomDistributedDataParallel, subclassing MMSeparateDistributedDataParallel;
+    the seed elides the update, which is added as the last two lines of train_step."""
+    import torch
+    from torch import nn
+
+    from engine import BaseModel, Runner
+    from engine.wrappers import MMSeparateDistributedDataParallel
+
+    seen = []
+
+    class Flip(nn.Module):  # batch augmentation: negate the inputs when training
+        def forward(self, data, training=False):
+            seen.append(training)
+            return {"x": -data["x"] if training else data["x"], "y": data["y"]}
+
+    class CustomModel(BaseModel):
+        def __init__(self):
+            super().__init__(data_preprocessor=Flip())
+            self.net = nn.Linear(2, 1)
+
+        def forward(self, data, mode="tensor"):
+            out = self.net(data["x"])
+            if mode == "loss":
+                return {"loss": (out - data["y"]).pow(2).mean()}
+            return out
+
+    class CustomDistributedDataParallel(MMSeparateDistributedDataParallel):
+        def train_step(self, data, optim_wrapper):
+            data = self.data_preprocessor(data, training=True)  # Enable batch augmentation
+            loss = self(data, mode="loss")
+            data = self.data_preprocessor(data, training=False)  # Disable batch augmentation
+            loss = self(data, mode="loss")
+            loss, log_vars = self.module.parse_losses(loss)
+            optim_wrapper.update_params(loss)
+            return log_vars
+
+    batch = {"x": torch.ones(4, 2), "y": torch.zeros(4, 1)}
+    model = CustomModel()
+    runner = Runner(
+        model=model,
+        work_dir=tmp_path,
+        train_dataloader=[batch] * 3,
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+        model_wrapper=CustomDistributedDataParallel,
+        default_hooks=dict(checkpoint=None),
+    )
+    assert isinstance(runner.model, CustomDistributedDataParallel)
+    before = model.net.weight.detach().clone()
+    runner.train()
+    assert seen == [True, False] * 3
+    assert not torch.equal(model.net.weight, before)
