@@ -96,7 +96,12 @@ class Runner:
         compile: bool | dict = False,
         prefetch: bool = True,
         nan_policy: str = "stop",
+        model_wrapper_cfg: Any = None,
     ) -> None:
+        if model_wrapper_cfg is not None:  # MMEngine's name for model_wrapper
+            if model_wrapper is not None:
+                raise ValueError("pass model_wrapper or MMEngine's model_wrapper_cfg, not both")
+            model_wrapper = model_wrapper_cfg
         if not isinstance(model, torch.nn.Module):
             raise TypeError(
                 f"model must be an nn.Module (an engine.BaseModel), got {type(model).__name__}"

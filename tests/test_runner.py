@@ -228,3 +228,20 @@ def test_mmengine_interval_helpers_fire_on_the_right_iterations(tmp_path):
         custom_hooks=[Every3()],
     ).train()
     assert fired == [3, 6, "last"]
+
+
+def test_mmengine_model_wrapper_cfg_is_an_alias(tmp_path):
+    from engine.wrappers import MMSeparateDistributedDataParallel
+
+    kwargs = dict(
+        model=Classifier(),
+        work_dir=None,
+        train_dataloader=dict(dataset=classification_data(8), batch_size=4),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+    )
+    runner = Runner(**kwargs, model_wrapper_cfg=MMSeparateDistributedDataParallel)
+    assert isinstance(runner.model, MMSeparateDistributedDataParallel)
+    runner.train()
+    with pytest.raises(ValueError, match="not both"):
+        Runner(**kwargs, model_wrapper="separate", model_wrapper_cfg="separate")
