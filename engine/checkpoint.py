@@ -88,7 +88,8 @@ __all__ = [
 # -- saving --------------------------------------------------------------------------------
 def at_window_end(runner: Any) -> bool:
     """True when no accumulation window is open: gradients are zero, so a checkpoint
-    taken now resumes exactly. (Windows follow ``state.iter``; the last one ends at the
+    taken now resumes exactly. (Windows follow each wrapper's micro-batch count, which is
+    ``state.iter`` unless a custom train_step skips a member; the last one ends at the
     run's limit.)"""
     ow, state = runner.optim_wrapper, runner.state
     if ow is None:
@@ -100,7 +101,9 @@ def at_window_end(runner: Any) -> bool:
     if state.iter == limit:
         return True
     members = getattr(ow, "optim_wrappers", None)
-    return all(state.iter % w.accumulative_counts == 0 for w in (members or {"": ow}).values())
+    # Each wrapper's own micro-batch count: a member that does not run every iteration
+    # (a GAN's generator with several discriminator steps) has its own window phase.
+    return all(w.inner_count % w.accumulative_counts == 0 for w in (members or {"": ow}).values())
 
 
 def save_checkpoint(

@@ -12,10 +12,13 @@ them its own DDP. A grid of generated digits is written to work_dir every few ep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import struct
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +212,24 @@ class SampleGrid(Hook):
         self.written.append(path)
 
 
+class GeneratorWindow(Hook):
+    """Places the generator's accumulation window: it trains on every disc_steps-th
+    iteration, so after `iter` iterations it has seen iter // disc_steps micro-batches
+    (the loops set every member from the iteration count, right only for disc_steps=1)."""
+
+    priority = "HIGHEST"
+
+    def __init__(self, disc_steps: int) -> None:
+        self.disc_steps = disc_steps
+
+    def before_train(self, runner) -> None:
+        total = runner.max_iters or runner.max_epochs * len(runner.train_dataloader)
+        generator = runner.optim_wrapper["generator"]
+        generator.initialize_count_status(
+            runner.model, runner.iter // self.disc_steps, total // self.disc_steps
+        )
+
+
 def build_runner(cfg: Config) -> Runner:
     if cfg.run.seed is not None:
         set_seed(cfg.run.seed)  # the initial weights are drawn before the Runner seeds
@@ -225,7 +246,10 @@ def build_runner(cfg: Config) -> Runner:
         # Keyed by sub-module: one Adam, one OptimWrapper per network (an OptimWrapperDict).
         optim_wrapper=dict(generator=member, discriminator=dict(member)),
         model_wrapper="separate",  # generator and discriminator each get their own DDP
-        custom_hooks=[SampleGrid(cfg.sample_interval, cfg.noise_size)],
+        custom_hooks=[
+            SampleGrid(cfg.sample_interval, cfg.noise_size),
+            GeneratorWindow(cfg.disc_steps),
+        ],
         **kwargs,  # work_dir, train_cfg, seed, precision, logging, resume
     )
 
@@ -244,8 +268,11 @@ def main(cfg: Config) -> list[Path]:
 
 
 if __name__ == "__main__":
-    # Flags are flat (--lr, not --run.lr); only the first process prints --help or errors.
-    cli_config = (tyro.conf.OmitArgPrefixes,)
-    main(tyro.cli(Config, config=cli_config, console_outputs=int(os.environ.get("RANK", 0)) == 0))
+    # Flags are flat (--lr, not --run.lr); only the first process prints --help or errors
+    # (tyro prints __post_init__ errors even with console_outputs=False, hence the redirect).
+    first = int(os.environ.get("RANK", 0)) == 0
+    with contextlib.redirect_stderr(sys.stderr if first else io.StringIO()):
+        cfg = tyro.cli(Config, config=(tyro.conf.OmitArgPrefixes,), console_outputs=first)
+    main(cfg)
     # Close the process group before exit: gloo's threads can otherwise abort the process.
     PartialState().destroy_process_group()
