@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine.build import build_dataloader
+from engine.optim_dict import members
 
 logger = logging.getLogger("engine")
 
@@ -144,16 +145,14 @@ def seed_worker(worker_id: int, rank: int = 0) -> None:
 def prepare_optimizers(optim_wrapper: Any, accelerator: Any) -> None:
     """Prepare each wrapper's optimizer (every member of an `OptimWrapperDict`) and
     attach the wrapper to `accelerator`."""
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    for wrapper in members.values() if members else [optim_wrapper]:
+    for wrapper in members(optim_wrapper):
         wrapper.attach(accelerator, accelerator.prepare_optimizer(wrapper.optimizer))
 
 
 def warn_if_whole_model_ddp_with_members(optim_wrapper: Any) -> None:
     """Warn when an `OptimWrapperDict` meets one DDP around the whole model (several
     processes, ``model_wrapper=None``)."""
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    if members:
+    if len(members(optim_wrapper)) > 1:
         logger.warning(
             "optim_wrapper has members %s but model_wrapper=None puts the whole model in one "
             "DDP, which reduces gradients only for forwards that go through it; a train_step "

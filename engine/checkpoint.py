@@ -69,6 +69,7 @@ from engine.checkpoint_io import (
 from engine.export import export_weights
 from engine.hooks import Hook
 from engine.model_weights import plain_state_dict
+from engine.optim_dict import members
 
 logger = logging.getLogger("engine")
 
@@ -100,10 +101,9 @@ def at_window_end(runner: Any) -> bool:
         limit = None if length is None else state.max_epochs * length
     if state.iter == limit:
         return True
-    members = getattr(ow, "optim_wrappers", None)
     # Each wrapper's own micro-batch count: a member that does not run every iteration
     # (a GAN's generator with several discriminator steps) has its own window phase.
-    return all(w.inner_count % w.accumulative_counts == 0 for w in (members or {"": ow}).values())
+    return all(w.inner_count % w.accumulative_counts == 0 for w in members(ow))
 
 
 def save_checkpoint(
@@ -243,8 +243,7 @@ def _hook_states(runner: Any) -> dict[str, Any]:
 
 def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
     acc = runner.accelerator
-    members = getattr(runner.optim_wrapper, "optim_wrappers", None)
-    first = next(iter(members.values())) if members else runner.optim_wrapper
+    first = members(runner.optim_wrapper)[0]
     return {
         "resumable": resumable,
         "num_processes": acc.num_processes,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine import rng
+from engine.optim_dict import members
 from engine.prefetch import prefetch_to_device
 from engine.state import TrainState, updates_done
 
@@ -83,9 +84,7 @@ def _sync_counts(runner: Any, state: TrainState, max_counts: int) -> int:
     """Place the OptimWrapper's window from the state; returns updates per window."""
     optim_wrapper = runner.optim_wrapper
     optim_wrapper.initialize_count_status(runner.model, state.iter, max_counts)
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    first = next(iter(members.values())) if members else optim_wrapper
-    return first.accumulative_counts
+    return members(optim_wrapper)[0].accumulative_counts
 
 
 def _train_iter(

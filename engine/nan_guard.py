@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from engine.hooks import Hook
+from engine.optim_dict import members
 
 logger = logging.getLogger("engine")
 
@@ -258,10 +259,8 @@ def _any_nonfinite(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _torch_optimizers(optim_wrapper: Any) -> list[torch.optim.Optimizer]:
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    wrappers = members.values() if members else [optim_wrapper]
     # Accelerate's AcceleratedOptimizer keeps torch's optimizer as .optimizer
-    return [getattr(w.optimizer, "optimizer", w.optimizer) for w in wrappers]
+    return [getattr(w.optimizer, "optimizer", w.optimizer) for w in members(optim_wrapper)]
 
 
 def _any_process(runner: Any, flag: bool) -> bool:

@@ -105,3 +105,11 @@ class OptimWrapperDict(Mapping):
         return (
             f"OptimWrapperDict({', '.join(f'{k}={v!r}' for k, v in self.optim_wrappers.items())})"
         )
+
+
+def members(optim_wrapper: Any) -> list[OptimWrapper]:
+    """The `OptimWrapper`s inside `optim_wrapper`: an `OptimWrapperDict`'s members in
+    order, or the wrapper itself. (Run-wide counts, such as updates per epoch, follow the
+    first one.)"""
+    inner = getattr(optim_wrapper, "optim_wrappers", None)
+    return list(inner.values()) if inner else [optim_wrapper]

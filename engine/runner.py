@@ -34,6 +34,7 @@ from engine.log_setup import setup_logging
 from engine.model import check_forward_takes_mode
 from engine.nan_guard import NanGuardHook, check_nan_policy
 from engine.optim_build import amp_precision, build_optim_wrapper
+from engine.optim_dict import members
 from engine.signals import handling_signals
 from engine.state import TrainState, updates_done
 from engine.wrappers import needs_joint_prepare, prepare_with_optimizers, wrap_model
@@ -200,16 +201,14 @@ class Runner:
     def _updates_per_epoch(self) -> int:
         if self.train_dataloader is None or self.optim_wrapper is None:
             return 1
-        members = getattr(self.optim_wrapper, "optim_wrappers", None)
-        first = next(iter(members.values())) if members else self.optim_wrapper
+        first = members(self.optim_wrapper)[0]
         return max(1, len(self.train_dataloader) // first.accumulative_counts)
 
     def _schedule_limits(self) -> tuple[int | None, int | None]:
         """(epochs, optimizer updates) of the whole run, to close schedules left open."""
         if self.train_cfg is None or self.train_dataloader is None or self.optim_wrapper is None:
             return None, None
-        members = getattr(self.optim_wrapper, "optim_wrappers", None)
-        acc = (next(iter(members.values())) if members else self.optim_wrapper).accumulative_counts
+        acc = members(self.optim_wrapper)[0].accumulative_counts
         counts = self.state.max_iters or self.state.max_epochs * len(self.train_dataloader)
         return self.state.max_epochs, updates_done(counts, acc, counts)
 

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from engine.model import attach_wrapper, wrapper_of
+from engine.optim_dict import members
 
 _SEPARATE_NAMES = ("separate", "MMSeparateDistributedDataParallel")
 _DEFAULT_NAMES = ("MMDistributedDataParallel", "DistributedDataParallel")
@@ -111,8 +112,7 @@ def prepare_with_optimizers(model: nn.Module, optim_wrapper: Any, accelerator: A
     Returns:
         The prepared model; forward passes of its steps run through it, as `prepare_model`.
     """
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    wrappers = list(members.values()) if members else [optim_wrapper]
+    wrappers = members(optim_wrapper)
     prepared, *optimizers = accelerator.prepare(model, *[w.optimizer for w in wrappers])
     for wrapper, optimizer in zip(wrappers, optimizers):
         wrapper.attach(accelerator, optimizer)

@@ -117,3 +117,7 @@ def nan_on_one_process(work_dir: str, rank: int, accelerator) -> None:
 
 if __name__ == "__main__":
     main(*sys.argv[1:3])
+    # Close the process group: a gloo rank exiting with it open can abort at exit.
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()
