@@ -70,6 +70,7 @@ from engine.export import export_weights
 from engine.hooks import Hook
 from engine.model_weights import plain_state_dict
 from engine.optim_dict import members
+from engine.state import total_iters
 
 logger = logging.getLogger("engine")
 
@@ -95,11 +96,7 @@ def at_window_end(runner: Any) -> bool:
     ow, state = runner.optim_wrapper, runner.state
     if ow is None:
         return True
-    limit = state.max_iters
-    if limit is None and state.max_epochs is not None:
-        length = loader_length(getattr(runner, "train_dataloader", None))
-        limit = None if length is None else state.max_epochs * length
-    if state.iter == limit:
+    if state.iter == total_iters(state, loader_length(getattr(runner, "train_dataloader", None))):
         return True
     # Each wrapper's own micro-batch count: a member that does not run every iteration
     # (a GAN's generator with several discriminator steps) has its own window phase.

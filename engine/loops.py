@@ -17,7 +17,7 @@ from torch import nn
 from engine import rng
 from engine.optim_dict import members
 from engine.prefetch import prefetch_to_device
-from engine.state import TrainState, updates_done
+from engine.state import TrainState, total_iters, updates_done
 
 
 def step_owner(model: nn.Module, accelerator: Any = None) -> Any:
@@ -75,9 +75,7 @@ def _length(dataloader: Any) -> float:
 
 def _counts(runner: Any, state: TrainState) -> int:
     """Total iterations of the run, for the accumulation's last partial window."""
-    if state.max_iters is not None:
-        return state.max_iters
-    return state.max_epochs * len(runner.train_dataloader)
+    return total_iters(state, None if state.max_iters else len(runner.train_dataloader))
 
 
 def _sync_counts(runner: Any, state: TrainState, max_counts: int) -> int:

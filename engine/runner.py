@@ -36,7 +36,7 @@ from engine.nan_guard import NanGuardHook, check_nan_policy
 from engine.optim_build import amp_precision, build_optim_wrapper
 from engine.optim_dict import members
 from engine.signals import handling_signals
-from engine.state import TrainState, updates_done
+from engine.state import TrainState, total_iters, updates_done
 from engine.wrappers import needs_joint_prepare, prepare_with_optimizers, wrap_model
 
 logger = logging.getLogger("engine")
@@ -209,7 +209,7 @@ class Runner:
         if self.train_cfg is None or self.train_dataloader is None or self.optim_wrapper is None:
             return None, None
         acc = members(self.optim_wrapper)[0].accumulative_counts
-        counts = self.state.max_iters or self.state.max_epochs * len(self.train_dataloader)
+        counts = total_iters(self.state, len(self.train_dataloader))
         return self.state.max_epochs, updates_done(counts, acc, counts)
 
     # -- entry points ---------------------------------------------------------

@@ -56,6 +56,20 @@ class TrainState:
         return cls().load_state_dict(state)
 
 
+def total_iters(state: TrainState, epoch_length: int | None) -> int | None:
+    """Iterations of the whole run: ``max_iters``, or ``max_epochs`` times the batches per
+    epoch; None when that length is unknown.
+
+    >>> total_iters(TrainState(max_epochs=3), 25)
+    75
+    """
+    if state.max_iters is not None:
+        return state.max_iters
+    if state.max_epochs is None or epoch_length is None:
+        return None
+    return state.max_epochs * epoch_length
+
+
 def updates_done(iters: int, accumulative_counts: int, max_counts: int) -> int:
     """Optimizer updates after `iters` micro-batches, windows of `accumulative_counts`,
     the last (partial) window ending at `max_counts`."""
