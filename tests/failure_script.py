@@ -117,7 +117,9 @@ def nan_on_one_process(work_dir: str, rank: int, accelerator) -> None:
 
 if __name__ == "__main__":
     main(*sys.argv[1:3])
-    # Close the process group: a gloo rank exiting with it open can abort at exit.
+    # Meet, then close the process group: a gloo rank that tears down while its peer is
+    # still inside a collective, or exits with the group open, can abort at exit.
     from accelerate import PartialState
 
+    PartialState().wait_for_everyone()
     PartialState().destroy_process_group()
