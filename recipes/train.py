@@ -160,5 +160,6 @@ if __name__ == "__main__":
     with contextlib.redirect_stderr(sys.stderr if first else io.StringIO()):
         cfg = tyro.cli(Config, config=(tyro.conf.OmitArgPrefixes,), console_outputs=first)
     main(cfg)
-    # Close the process group before exit: gloo's threads can otherwise abort the process.
+    # Meet, then close the process group: gloo can otherwise abort a process at exit.
+    PartialState().wait_for_everyone()
     PartialState().destroy_process_group()
