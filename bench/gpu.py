@@ -306,7 +306,7 @@ def run_accelerate(w: Workload, pacer: Pacer, device) -> None:
 
 def run_engine(w: Workload, pacer: Pacer, device, compile: bool, peak_flops: float) -> None:
     from engine import Hook, LoggerHook, Runner
-    from engine.throughput_hook import ThroughputHook
+    from engine.hooks.throughput_hook import ThroughputHook
 
     class PacerHook(Hook):
         priority = "LOWEST"  # after the logger, whose window ends where a chunk ends

@@ -1,21 +1,27 @@
 """engine: MMEngine-style models and optimisation on Hugging Face Accelerate."""
 
-from engine.checkpoint import CheckpointError, save_checkpoint
-from engine.checkpoint_hook import CheckpointHook
-from engine.early_stopping import EarlyStoppingHook
-from engine.ema import EMAHook
+from engine.checkpoint import CheckpointError, export_weights, save_checkpoint
 from engine.evaluator import Accuracy, BaseMetric, Evaluator
-from engine.export import export_weights
-from engine.hooks import Hook, IterTimerHook, ParamSchedulerHook
-from engine.log_hook import LoggerHook
-from engine.loops import evaluate, run_loop, train_epochs, train_iters
-from engine.model import BaseModel
-from engine.nan_guard import NanGuardHook
-from engine.optim import OptimWrapper, OptimWrapperDict
-from engine.optim_build import build_optim_wrapper
-from engine.preprocess import BaseDataPreprocessor, ImgDataPreprocessor
-from engine.runner import Runner
-from engine.schedules import (
+from engine.hooks import (
+    CheckpointHook,
+    EarlyStoppingHook,
+    EMAHook,
+    Hook,
+    IterTimerHook,
+    LoggerHook,
+    NanGuardHook,
+    ParamSchedulerHook,
+    SignalHook,
+    ThroughputHook,
+)
+from engine.model import (
+    BaseDataPreprocessor,
+    BaseModel,
+    ImgDataPreprocessor,
+    MMSeparateDistributedDataParallel,
+)
+from engine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
+from engine.optim.scheduler import (
     ConstantLR,
     ConstantMomentum,
     CosineAnnealingLR,
@@ -32,10 +38,7 @@ from engine.schedules import (
     StepLR,
     StepMomentum,
 )
-from engine.signals import SignalHook
-from engine.state import TrainState
-from engine.throughput_hook import ThroughputHook
-from engine.wrappers import MMSeparateDistributedDataParallel
+from engine.runner import Runner, TrainState, evaluate, run_loop, train_epochs, train_iters
 
 __all__ = [
     "Accuracy",

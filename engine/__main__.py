@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from engine.checkpoint_io import CheckpointError
-from engine.export import export_weights
+from engine.checkpoint.export import export_weights
+from engine.checkpoint.io import CheckpointError
 
 
 @dataclass

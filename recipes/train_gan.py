@@ -33,8 +33,7 @@ from torch import nn
 
 from engine import BaseModel, Hook, ImgDataPreprocessor, Runner
 from engine.config import RunConfig
-from engine.state import total_iters
-from engine.wrappers import unwrap
+from engine.model.wrappers import unwrap
 
 DATA = Path(__file__).parent / "data" / "digits.parquet"  # next to the recipe, whatever the cwd
 
@@ -224,7 +223,7 @@ class GeneratorWindow(Hook):
         self.disc_steps = disc_steps
 
     def before_train(self, runner) -> None:
-        total = total_iters(runner.state, len(runner.train_dataloader))
+        total = runner.state.total_iters(len(runner.train_dataloader))
         generator = runner.optim_wrapper["generator"]
         generator.initialize_count_status(
             runner.model, runner.iter // self.disc_steps, total // self.disc_steps

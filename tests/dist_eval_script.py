@@ -12,7 +12,8 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from engine.evaluator import BaseMetric, Evaluator
+from engine.evaluator.evaluator import Evaluator
+from engine.evaluator.metric import BaseMetric
 
 NUM_SAMPLES = 13
 

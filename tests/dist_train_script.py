@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine import BaseDataPreprocessor, BaseMetric, BaseModel, Runner
-from engine.wrappers import prepare_model, unwrap
+from engine.model.wrappers import prepare_model, unwrap
 
 NUM_SAMPLES = 32
 GLOBAL_BATCH = 8

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from engine import BaseModel, Hook, Runner
-from engine.signals import SignalHook
+from engine.hooks.signal_hook import SignalHook
 
 
 class Linear(BaseModel):

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch import nn
 
-import engine.checkpoint
+import engine.checkpoint.save
 from engine import BaseModel, CheckpointError, CheckpointHook, Runner
-from engine.checkpoint import find_latest_checkpoint
+from engine.checkpoint.save import find_latest_checkpoint
 
 
 class Linear(BaseModel):
@@ -303,7 +303,7 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(engine.checkpoint, "write_json", full_disk)
+    monkeypatch.setattr(engine.checkpoint.save, "write_json", full_disk)
     runner = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
     with pytest.raises(
         CheckpointError, match="saving checkpoint 'iter_6'.*previous checkpoint is intact"

@@ -10,9 +10,9 @@ from torch import nn
 
 from engine import BaseMetric, BaseModel, CheckpointError, CheckpointHook, Hook, Runner
 from engine.__main__ import main as cli
-from engine.checkpoint import export_weights, find_latest_checkpoint, read_engine_state
-from engine.checkpoint_hook import best_name, infer_rule
-from engine.checkpoint_io import decode, encode, load_tensors, save_tensors
+from engine.checkpoint.io import decode, encode, load_tensors, save_tensors
+from engine.checkpoint.save import export_weights, find_latest_checkpoint, read_engine_state
+from engine.hooks.checkpoint_hook import best_name, infer_rule
 
 
 class Classifier(BaseModel):

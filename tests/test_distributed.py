@@ -29,9 +29,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from engine import BaseModel
-from engine.model import attach_wrapper, wrapper_of
-from engine.runner import seed_worker
-from engine.wrappers import distributed_wrappers, unwrap, wrap_model
+from engine.model.base_model import attach_wrapper, wrapper_of
+from engine.model.wrappers import distributed_wrappers, unwrap, wrap_model
+from engine.runner.runner import seed_worker
 
 TESTS = Path(__file__).parent
 SCRIPT = TESTS / "dist_train_script.py"
@@ -207,7 +207,7 @@ def one_rank_group():
 
 
 def test_separately_wrapped_children_keep_plain_state_dict_keys(one_rank_group):
-    from engine.wrappers import _keep_plain_keys, _no_reduction_while_frozen
+    from engine.model.wrappers import _keep_plain_keys, _no_reduction_while_frozen
 
     model = Toy()
     keys = list(model.state_dict())
@@ -291,7 +291,7 @@ def test_deepspeed_and_fsdp_prepare_the_model_with_its_optimizers():
 
     from accelerate.utils import DistributedType
 
-    from engine.wrappers import needs_joint_prepare
+    from engine.runner.accelerate_setup import needs_joint_prepare
 
     for kind, joint in [
         (DistributedType.DEEPSPEED, True),
@@ -311,7 +311,7 @@ def test_seed_custom_wrapper_subclass_ports_with_its_imports_changed(tmp_path):
     from torch import nn
 
     from engine import BaseModel, Runner
-    from engine.wrappers import MMSeparateDistributedDataParallel
+    from engine.model.wrappers import MMSeparateDistributedDataParallel
 
     seen = []
 

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.evaluator import Accuracy, BaseMetric, Evaluator, build_metric, collect_results
+from engine.evaluator.collect import collect_results
+from engine.evaluator.evaluator import Evaluator
+from engine.evaluator.metric import BaseMetric
+from engine.evaluator.metrics import Accuracy, build_metric
 
 # 4 samples, 3 classes. True-class ranks: 0, 1, 2, 0 -> top1 50 %, top2 75 %, top3 100 %.
 SCORES = torch.tensor(

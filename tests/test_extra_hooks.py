@@ -3,8 +3,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine import BaseMetric, Hook, Runner
-from engine.early_stopping import EarlyStoppingHook, infer_rule
-from engine.ema import EMAHook
+from engine.hooks.early_stopping_hook import EarlyStoppingHook, infer_rule
+from engine.hooks.ema_hook import EMAHook
 from models import ParamModel
 
 

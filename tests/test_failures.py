@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from engine import BaseModel, CheckpointHook, Hook, LoggerHook, Runner, run_loop
-from engine.checkpoint import find_latest_checkpoint
-from engine.nan_guard import NanGuardHook
-from engine.signals import SignalHook
+from engine.checkpoint.save import find_latest_checkpoint
+from engine.hooks.nan_guard_hook import NanGuardHook
+from engine.hooks.signal_hook import SignalHook
 
 SCRIPT = Path(__file__).with_name("failure_script.py")
 

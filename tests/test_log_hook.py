@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from engine.hooks import HookList, IterTimerHook
-from engine.log_hook import LoggerHook
-from engine.state import TrainState
+from engine.hooks.hook import HookList
+from engine.hooks.iter_timer_hook import IterTimerHook
+from engine.hooks.logger_hook import LoggerHook
+from engine.runner.train_state import TrainState
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def make_runner(hook, work_dir, batches=10, max_epochs=1, max_iters=None, accele
 
 
 def train(runner, outputs_at, iters, on_iter=lambda it: None):
-    """Drive the hooks the way engine.loops does: state.iter counts completed iterations."""
+    """Drive the hooks the way engine.runner.loops does: state.iter counts completed iterations."""
     state, hooks = runner.state, runner.hooks
     hooks.call("before_train", runner)
     hooks.call("before_train_epoch", runner)

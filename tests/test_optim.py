@@ -4,7 +4,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from engine import OptimWrapper, OptimWrapperDict
-from engine.optim_build import amp_precision, build_optim_wrapper
+from engine.optim.builder import amp_precision, build_optim_wrapper
 
 
 def make_accelerator(kind, **kwargs):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.preprocess import BaseDataPreprocessor, ImgDataPreprocessor
+from engine.model.data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
 
 Pair = namedtuple("Pair", ["image", "label"])
 

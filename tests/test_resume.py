@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from engine import Accuracy, BaseModel, CheckpointError, CheckpointHook, Hook, Runner
-from engine.checkpoint import find_latest_checkpoint, save_checkpoint
+from engine.checkpoint.save import find_latest_checkpoint, save_checkpoint
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 

@@ -231,7 +231,7 @@ def test_mmengine_interval_helpers_fire_on_the_right_iterations(tmp_path):
 
 
 def test_mmengine_model_wrapper_cfg_is_an_alias(tmp_path):
-    from engine.wrappers import MMSeparateDistributedDataParallel
+    from engine.model.wrappers import MMSeparateDistributedDataParallel
 
     kwargs = dict(
         model=Classifier(),

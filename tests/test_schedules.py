@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from engine.schedules import (
+from engine.optim.scheduler.param_scheduler import (
     INF,
     ConstantLR,
     CosineAnnealingLR,

@@ -21,10 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from engine import BaseModel, LoggerHook, OptimWrapper, Runner
-from engine.compilation import compile_model
-from engine.optim_build import build_optim_wrapper, build_optimizer, fast_implementation
-from engine.prefetch import lookahead, move_to_device, prefetch_to_device
-from engine.throughput_hook import ThroughputHook, batch_size
+from engine.hooks.throughput_hook import ThroughputHook, batch_size
+from engine.model.compilation import compile_model
+from engine.optim.builder import build_optim_wrapper, build_optimizer, fast_implementation
+from engine.runner.prefetch import lookahead, move_to_device, prefetch_to_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

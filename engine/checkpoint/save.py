@@ -1,0 +1,291 @@
+"""Save checkpoints: a checkpoint is a folder in ``work_dir``.
+
+Layout (``work_dir/epoch_3/``, ``iter_400/``, ``best_accuracy_top1/``)::
+
+    model.safetensors        the unwrapped model's state dict (tied tensors stored once)
+    optimizer.pt             OptimWrapper(Dict).state_dict(): optimizer, param-group values
+                             (lr, initial_lr), accumulation position, fp16 loss scaler;
+                             torch.save, read back with weights_only=True
+    engine_state.json        {"format", "version", "train_state" (TrainState), "hooks" (each
+                             stateful hook's state_dict, by name), "meta" (data position,
+                             seeds, process count, versions), and what hooks add in
+                             before_save_checkpoint}
+    engine_tensors.safetensors  tensors referenced from engine_state.json (only if any)
+    rng_state_<rank>.json    one per process: Python, NumPy, torch CPU and CUDA generators
+
+``work_dir/last_checkpoint`` holds the name of the newest periodic checkpoint. Best
+checkpoints (``best_<metric>/``) hold weights and engine_state.json only: they are for
+evaluation and `load_from`, not for resuming.
+
+A save writes into ``work_dir/.tmp_<name>/``, fsyncs every file, renames the folder to its
+name (an older folder of that name is moved aside first and deleted after), and only then
+rewrites ``last_checkpoint``. A crash at any point leaves the previous checkpoint and the
+pointer to it intact; leftovers are cleaned when a run resumes (`engine.runner.resume`), which
+reads all of this back. Weights alone load with `engine.checkpoint.model_weights.load_weights`.
+Finding the latest checkpoint and reading engine_state.json are `engine.checkpoint.find`'s
+job, writing the weights out for inference `engine.checkpoint.export`'s (both re-exported here).
+
+Exactness of resume (bit-identical weights on CPU): the loops skip consumed batches with
+``accelerate.skip_first_batches`` (indices only, nothing is loaded), the schedules are pure
+functions of the counters, the optimizer state and counters come back, and the generators
+are restored at the point in the loop where they were captured. Not reproduced: random
+numbers that the *dataset* draws from the global generators while batches are prefetched
+(put augmentation randomness in DataLoader workers or seed it per sample).
+
+Example:
+    >>> runner = Runner(model, work_dir="runs/a", ..., resume=True)   # latest, if any
+    >>> runner.train()
+    >>> export_weights("runs/a/epoch_10", "model.safetensors")      # or: python -m engine export
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.checkpoint import rng
+from engine.checkpoint.export import export_weights
+from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
+from engine.checkpoint.io import (
+    FORMAT,
+    LAST,
+    MODEL,
+    OPTIMIZER,
+    STATE,
+    TENSORS,
+    VERSION,
+    CheckpointError,
+    encode,
+    fsync_dir,
+    save_tensors,
+    torch_save,
+    write_json,
+    write_text_atomic,
+)
+from engine.checkpoint.model_weights import plain_state_dict
+from engine.optim.optim_wrapper_dict import members
+
+logger = logging.getLogger("engine")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+__all__ = [
+    "CheckpointError",
+    "at_window_end",
+    "checkpoint_folder",
+    "export_weights",
+    "find_latest_checkpoint",
+    "read_engine_state",
+    "save_checkpoint",
+]
+
+
+# -- saving --------------------------------------------------------------------------------
+
+
+def at_window_end(runner: Any) -> bool:
+    """True when no accumulation window is open: gradients are zero, so a checkpoint
+    taken now resumes exactly. (Windows follow each wrapper's micro-batch count, which is
+    ``state.iter`` unless a custom train_step skips a member; the last one ends at the
+    run's limit.)"""
+    ow, state = runner.optim_wrapper, runner.state
+    if ow is None:
+        return True
+    if state.iter == state.total_iters(loader_length(getattr(runner, "train_dataloader", None))):
+        return True
+    # Each wrapper's own micro-batch count: a member that does not run every iteration
+    # (a GAN's generator with several discriminator steps) has its own window phase.
+    return all(w.inner_count % w.accumulative_counts == 0 for w in members(ow))
+
+
+def save_checkpoint(
+    runner: Any, name: str, *, update_last: bool = True, resumable: bool = True
+) -> Path:
+    """Write a checkpoint of `runner` to ``work_dir/<name>/``, atomically.
+
+    Call it on every process (model-parallel state and per-process RNG files need all of
+    them); the main process writes the shared files. Hooks get ``before_save_checkpoint``
+    with the engine-state dict, to which they may add JSON values and tensors.
+
+    Args:
+        runner: a `Runner` (or anything with its attributes: state, hooks, optim_wrapper,
+            accelerator, work_dir, model, _raw_model, train_dataloader).
+        name: the folder name, e.g. ``'iter_400'``; an existing folder of that name is replaced.
+        update_last: point ``work_dir/last_checkpoint`` at it (periodic saves do).
+        resumable: also write the optimizer and RNG states (best checkpoints do not).
+
+    Returns:
+        The checkpoint folder.
+
+    Example:
+        >>> save_checkpoint(runner, f"iter_{runner.iter}")   # e.g. from a SIGTERM handler
+    """
+    work_dir = work_dir_of(runner)
+    if not _NAME.match(name) or name == LAST:
+        raise ValueError(f"checkpoint name {name!r} is invalid; use letters, digits, '_', '-', '.'")
+    acc = runner.accelerator
+    if resumable and not at_window_end(runner):
+        logger.warning(
+            "Saving %s inside an accumulation window (iteration %d): the window's gradients are "
+            "not saved, so a run resumed from it is not exact.",
+            name,
+            runner.state.iter,
+        )
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        "train_state": runner.state.state_dict(),
+        "hooks": _hook_states(runner),
+        "meta": _meta(runner, resumable),
+    }
+    runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
+    tensors: dict[str, torch.Tensor] = {}
+    payload = encode(checkpoint, tensors, "checkpoint")
+    model_state = _model_state_dict(runner)
+
+    final, tmp = work_dir / name, work_dir / f".tmp_{name}"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    try:
+        if acc.is_main_process:
+            _write_model(tmp, model_state)
+            if resumable and runner.optim_wrapper is not None:
+                _write_optimizer(tmp, runner.optim_wrapper.state_dict())
+            if tensors:
+                save_tensors(tmp / TENSORS, tensors)
+            write_json(tmp / STATE, payload)
+        if resumable:
+            write_json(tmp / f"rng_state_{acc.process_index}.json", rng.to_json(rng.capture()))
+    except OSError as err:
+        # A failed write (a full disk) leaves work_dir as it was: no partial folder.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"saving checkpoint {name!r} in {work_dir} failed ({err.strerror or err}); "
+            "the previous checkpoint is intact"
+        ) from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        fsync_dir(tmp)
+        _publish(tmp, final)
+        if update_last:
+            write_text_atomic(work_dir / LAST, name + "\n")
+    acc.wait_for_everyone()
+    return final
+
+
+def _write_model(folder: Path, state: dict[str, torch.Tensor]) -> None:
+    save_tensors(folder / MODEL, state, metadata={"format": "pt"})
+
+
+def _write_optimizer(folder: Path, state: dict) -> None:
+    torch_save(state, folder / OPTIMIZER)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`; an existing `final` is moved aside, then deleted."""
+    old = final.with_name(f".old_{final.name}")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_partial_saves(work_dir: Path) -> None:
+    """Remove what an interrupted save left: ``.tmp_*`` folders, and ``.old_*`` ones whose
+    replacement was published (one whose replacement never appeared is put back)."""
+    for path in sorted(Path(work_dir).glob(".tmp_*")):
+        logger.info("Removing %s, left by an interrupted save", path)
+        shutil.rmtree(path, ignore_errors=True)
+    for old in sorted(Path(work_dir).glob(".old_*")):
+        final = old.with_name(old.name[len(".old_") :])
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(final)
+
+
+def work_dir_of(runner: Any) -> Path:
+    if getattr(runner, "work_dir", None) is None:
+        raise ValueError("checkpoints need a work_dir; pass Runner(work_dir=...)")
+    return Path(runner.work_dir)
+
+
+def stateful_hooks(runner: Any) -> dict[str, Any]:
+    """Stateful hooks by a stable name: the class name, '#2', '#3'... for repeats."""
+    named: dict[str, Any] = {}
+    for hook in runner.hooks:
+        if callable(getattr(hook, "state_dict", None)):
+            base, n = type(hook).__name__, 1
+            while (f"{base}#{n}" if n > 1 else base) in named:
+                n += 1
+            named[f"{base}#{n}" if n > 1 else base] = hook
+    return named
+
+
+def _hook_states(runner: Any) -> dict[str, Any]:
+    return {name: hook.state_dict() for name, hook in stateful_hooks(runner).items()}
+
+
+def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
+    acc = runner.accelerator
+    first = members(runner.optim_wrapper)[0]
+    return {
+        "resumable": resumable,
+        "num_processes": acc.num_processes,
+        "train_batches": loader_length(getattr(runner, "train_dataloader", None)),
+        "data_seed": _data_seed(getattr(runner, "train_dataloader", None)),
+        "seed": (getattr(runner, "randomness", None) or {}).get("seed"),
+        "accumulative_counts": getattr(first, "accumulative_counts", None),
+        "mixed_precision": str(acc.mixed_precision),
+        "torch": torch.__version__,
+    }
+
+
+def loader_length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def seedable_sampler(loader: Any) -> Any:
+    from accelerate.data_loader import SeedableRandomSampler
+
+    get = getattr(loader, "get_sampler", None)
+    sampler = get() if callable(get) else getattr(loader, "sampler", None)
+    return sampler if isinstance(sampler, SeedableRandomSampler) else None
+
+
+def _data_seed(loader: Any) -> int | None:
+    sampler = seedable_sampler(loader) if loader is not None else None
+    return None if sampler is None else int(sampler.initial_seed)
+
+
+# -- the model's weights -------------------------------------------------------------------
+def check_supported(accelerator: Any) -> None:
+    """Engine checkpoints hold whole (unsharded) models and optimizer states: refuse
+    FSDP/DeepSpeed runs before training rather than at the first save."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise NotImplementedError(
+            f"engine checkpoints of sharded ({accelerator.distributed_type.value}) models are not "
+            "supported yet; pass default_hooks=dict(checkpoint=None) and use accelerator.save_state"
+        )
+
+
+def _model_state_dict(runner: Any) -> dict[str, torch.Tensor]:
+    check_supported(runner.accelerator)
+    return plain_state_dict(runner._raw_model)

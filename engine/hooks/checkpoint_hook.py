@@ -1,0 +1,249 @@
+"""`CheckpointHook`: periodic, last and best checkpoints, with retention, MMEngine-style.
+
+Periodic checkpoints are ``work_dir/epoch_<n>/`` (``n`` epochs done) or
+``work_dir/iter_<n>/`` (``n`` iterations done); each is resumable and becomes the
+``last_checkpoint``. A best checkpoint per metric (``best_accuracy_top1/``) holds the
+weights of the best validation so far and is replaced when beaten; the score lives in
+``TrainState.best_scores``. See `engine.checkpoint.save` for what a folder holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+from typing import Any
+
+from engine.checkpoint.find import read_engine_state
+from engine.checkpoint.io import STATE, CheckpointError
+from engine.checkpoint.save import at_window_end, check_supported, save_checkpoint, work_dir_of
+from engine.hooks.hook import Hook
+
+logger = logging.getLogger("engine")
+
+# MMEngine's inference of the rule from the metric name (case-insensitive): an exact
+# match first, then a substring, 'greater' keys before 'less' ones.
+GREATER_KEYS = ("acc", "top", "ar@", "auc", "precision", "recall", "f1", "map", "mdice",
+                "miou", "macc", "aacc", "psnr", "ssim")  # fmt: skip
+LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse", "wer", "cer", "perplexity", "fid")
+_RULES = {"greater": lambda a, b: a > b, "less": lambda a, b: a < b}
+
+
+def infer_rule(key: str) -> str:
+    """``'greater'`` or ``'less'`` for a metric name such as ``'accuracy/top1'``."""
+    low = key.lower()
+    for match in (lambda k: low == k, lambda k: k in low):
+        if any(match(k) for k in GREATER_KEYS):
+            return "greater"
+        if any(match(k) for k in LESS_KEYS):
+            return "less"
+    raise ValueError(
+        f"cannot tell whether a greater or a smaller {key!r} is better; pass "
+        "CheckpointHook(rule='greater') or rule='less'"
+    )
+
+
+def _check_int(name: str, value: Any, low: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low}"
+        raise ValueError(f"CheckpointHook {name} must be an int{bound}, got {value!r}")
+
+
+def _metrics_and_rules(save_best: Any, rule: Any) -> tuple[list[str], list[str | None]]:
+    """`save_best` and `rule` as two aligned lists, checked."""
+    keys = [] if save_best is None else [save_best] if isinstance(save_best, str) else save_best
+    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(
+            f"CheckpointHook save_best must be a metric name, a list of them or 'auto', got {save_best!r}"
+        )
+    if len(set(keys)) != len(keys) or ("auto" in keys and len(keys) > 1):
+        raise ValueError(
+            f"CheckpointHook save_best {save_best!r} repeats a name or mixes 'auto' with names"
+        )
+    rules = list(rule) if isinstance(rule, list | tuple) else [rule]
+    rules = rules * len(keys) if len(rules) == 1 else rules
+    if len(rules) != len(keys) or any(r not in (None, *_RULES) for r in rules):
+        raise ValueError(
+            f"CheckpointHook rule must be 'greater', 'less' or None (one, or one per save_best metric), got {rule!r}"
+        )
+    return list(keys), rules
+
+
+def best_name(key: str) -> str:
+    """The folder of the best checkpoint for metric `key`: ``best_accuracy_top1``."""
+    return "best_" + (re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") or "metric")
+
+
+class CheckpointHook(Hook):
+    """Save checkpoints periodically, at the end, and for the best validation score.
+
+    Args:
+        interval: save every `interval` epochs (``by_epoch``) or iterations; ``<= 0``: never.
+        by_epoch: count epochs (saved after the epoch) or iterations.
+        max_keep_ckpts: keep only the newest this many periodic checkpoints (best ones are
+            apart); ``< 1`` keeps all. The list survives resume (it is hook state).
+        save_last: also save at the end of training, whatever the interval.
+        save_best: a metric name (``'accuracy/top1'``), a list of them, or ``'auto'`` (the
+            first metric validation returns): keep ``best_<metric>/``, replaced when beaten.
+        rule: ``'greater'`` or ``'less'`` (one, or one per `save_best` metric); None
+            infers it from the name (acc, top, mAP, mIoU, PSNR... greater; loss, error... less).
+        save_begin: the first epoch/iteration count at which periodic saving may happen;
+            saves fall on ``save_begin + k * interval``.
+
+    A save that falls inside a gradient-accumulation window waits for the window's end
+    (the open window's gradients are not saved), so every checkpoint resumes exactly.
+
+    Example:
+        >>> Runner(..., default_hooks=dict(checkpoint=CheckpointHook(
+        ...     interval=1, max_keep_ckpts=3, save_best='accuracy/top1')))
+    """
+
+    priority = "VERY_LOW"  # after the other hooks have updated what gets saved
+
+    def __init__(
+        self,
+        interval: int = -1,
+        by_epoch: bool = True,
+        max_keep_ckpts: int = -1,
+        save_last: bool = True,
+        save_best: str | list[str] | None = None,
+        rule: str | list[str | None] | None = None,
+        save_begin: int = 0,
+    ) -> None:
+        _check_int("interval", interval)
+        _check_int("max_keep_ckpts", max_keep_ckpts)
+        _check_int("save_begin", save_begin, low=0)
+        keys, rules = _metrics_and_rules(save_best, rule)
+        self.interval, self.by_epoch, self.save_begin = interval, bool(by_epoch), save_begin
+        self.max_keep_ckpts, self.save_last = max_keep_ckpts, bool(save_last)
+        self.save_best = list(keys)
+        self.rules = [r or (None if k == "auto" else infer_rule(k)) for k, r in zip(keys, rules)]
+        self.kept: list[str] = []  # periodic checkpoints on disk, oldest first
+        self.last_saved_iter = -1
+        self._pending: str | None = None  # a name template waiting for the window's end
+        self._training = False
+
+    # -- state that survives resume -------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kept": list(self.kept),
+            "last_saved_iter": self.last_saved_iter,
+            "pending": self._pending,
+            "save_best": list(self.save_best),
+            "rules": list(self.rules),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kept = list(state["kept"])
+        self.last_saved_iter = int(state["last_saved_iter"])
+        self._pending = state.get("pending")
+        if self.save_best == ["auto"] and state.get("save_best", ["auto"]) != ["auto"]:
+            self.save_best, self.rules = list(state["save_best"]), list(state["rules"])
+
+    # -- events ---------------------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        work_dir_of(runner)  # clear errors now rather than at the first save
+        check_supported(runner.accelerator)
+        self._training = True
+        if self.by_epoch and runner.state.max_epochs is None and self.interval > 0:
+            logger.warning(
+                "CheckpointHook(by_epoch=True) in an iteration-based run saves only at the "
+                "end; pass by_epoch=False and an interval in iterations for periodic saves"
+            )
+        if runner.state.iter > 0:  # resumed: a best saved after the resumed checkpoint counts
+            self._adopt_best_scores_on_disk(runner)
+
+    def after_train(self, runner) -> None:
+        self._training = False
+        state = runner.state
+        if self.by_epoch and state.max_epochs is None and self.save_last:
+            self.save(runner, f"iter_{state.iter}")
+
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        if self._pending is not None and at_window_end(runner):
+            name, self._pending = self._pending.format(runner.state.iter), None
+            self.save(runner, name)
+        if self.by_epoch:
+            return
+        done = runner.state.iter
+        if self._due(done) or (self.save_last and done == runner.state.max_iters):
+            self._save_at_window_end(runner, "iter_{}")
+
+    def after_train_epoch(self, runner) -> None:
+        state = runner.state
+        if not self.by_epoch or state.max_epochs is None:
+            return
+        done = state.epoch + 1
+        if self._due(done) or (self.save_last and done == state.max_epochs):
+            self._save_at_window_end(runner, f"epoch_{done}")
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        if not self.save_best or not self._training:
+            return
+        if not metrics:
+            logger.warning("CheckpointHook: validation returned no metrics; no best checkpoint")
+            return
+        if self.save_best == ["auto"]:
+            self.save_best = [next(iter(metrics))]
+            self.rules = [self.rules[0] or infer_rule(self.save_best[0])]
+        for key, rule in zip(self.save_best, self.rules):
+            if key not in metrics:
+                raise ValueError(
+                    f"CheckpointHook save_best={key!r} is not a validation metric; got {sorted(metrics)}"
+                )
+            score = float(metrics[key])
+            best = runner.state.best_scores.get(key)
+            if not math.isfinite(score) or (best is not None and not _RULES[rule](score, best)):
+                continue
+            runner.state.best_scores[key] = score
+            folder = save_checkpoint(runner, best_name(key), update_last=False, resumable=False)
+            logger.info("Best %s so far: %.4f; saved %s", key, score, folder)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _due(self, done: int) -> bool:
+        return (
+            self.interval > 0
+            and done >= self.save_begin
+            and (done - self.save_begin) % self.interval == 0
+        )
+
+    def _save_at_window_end(self, runner, template: str) -> None:
+        if at_window_end(runner):
+            self.save(runner, template.format(runner.state.iter))
+        else:
+            self._pending = template
+
+    def save(self, runner, name: str) -> None:
+        """Save `name` now and apply retention (callers make sure a window has ended)."""
+        state = runner.state
+        if state.iter == self.last_saved_iter:
+            return  # this point is saved (a run resumed at an epoch's end redoes the epoch end)
+        self.last_saved_iter = state.iter
+        if name in self.kept:
+            self.kept.remove(name)
+        self.kept.append(name)  # before saving: the checkpoint's own hook state lists it
+        logger.info("Saving checkpoint %s (epoch %d, iter %d)", name, state.epoch, state.iter)
+        save_checkpoint(runner, name)
+        # Older ones go only now that the new one is complete; a crash in between leaves
+        # them listed in the new checkpoint's hook state, so the next save removes them.
+        while 0 < self.max_keep_ckpts < len(self.kept):
+            old = work_dir_of(runner) / self.kept.pop(0)
+            if runner.accelerator.is_main_process:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _adopt_best_scores_on_disk(self, runner) -> None:
+        for key, rule in zip(self.save_best, self.rules):
+            folder = work_dir_of(runner) / best_name(key)
+            if key == "auto" or not (folder / STATE).is_file():
+                continue
+            try:
+                saved = read_engine_state(folder)["train_state"]["best_scores"].get(key)
+            except (CheckpointError, KeyError, TypeError) as err:
+                logger.warning("Ignoring the best checkpoint %s: %s", folder, err)
+                continue
+            best = runner.state.best_scores.get(key)
+            if saved is not None and (best is None or _RULES[rule](saved, best)):
+                runner.state.best_scores[key] = saved

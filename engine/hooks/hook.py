@@ -1,0 +1,177 @@
+"""`Hook` with MMEngine's events, the dispatcher the loops call, and small stock hooks.
+
+The loops call every event by name at a visible point (see `engine.runner.loops`); `HookList`
+only sends each event to the hooks that implement it, in priority order (lower runs
+first, as in MMEngine; equal priorities keep their registration order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+PRIORITIES = {
+    "HIGHEST": 0,
+    "VERY_HIGH": 10,
+    "HIGH": 30,
+    "ABOVE_NORMAL": 40,
+    "NORMAL": 50,
+    "BELOW_NORMAL": 60,
+    "LOW": 70,
+    "VERY_LOW": 90,
+    "LOWEST": 100,
+}
+
+EVENTS = (
+    "before_run",
+    "after_run",
+    "before_train",
+    "after_train",
+    "before_train_epoch",
+    "after_train_epoch",
+    "before_train_iter",
+    "after_train_iter",
+    "before_val",
+    "after_val",
+    "before_val_epoch",
+    "after_val_epoch",
+    "before_val_iter",
+    "after_val_iter",
+    "before_test",
+    "after_test",
+    "before_test_epoch",
+    "after_test_epoch",
+    "before_test_iter",
+    "after_test_iter",
+    "before_save_checkpoint",
+    "after_load_checkpoint",
+)
+
+
+def priority_value(priority: int | str) -> int:
+    """``'NORMAL'`` -> 50; an int in [0, 100] is returned as is."""
+    if isinstance(priority, str):
+        if priority.upper() not in PRIORITIES:
+            raise ValueError(
+                f"hook priority {priority!r} is unknown; accepted: an int 0-100 or {list(PRIORITIES)}"
+            )
+        return PRIORITIES[priority.upper()]
+    if isinstance(priority, int) and 0 <= priority <= 100:
+        return priority
+    raise ValueError(
+        f"hook priority must be an int in [0, 100] or a name such as 'NORMAL', got {priority!r}"
+    )
+
+
+class Hook:
+    """Base class of hooks; override the events you need. Signatures follow MMEngine, so
+    an MMEngine custom hook ports with its imports changed.
+
+    ``runner`` offers ``model``, ``optim_wrapper``, ``epoch``, ``iter``, ``max_epochs``,
+    ``max_iters``, ``work_dir``, ``accelerator`` and ``state`` (the `TrainState`).
+    ``runner.iter`` counts completed iterations: inside ``after_train_iter`` it already
+    includes the one that just ran (MMEngine's ``runner.iter + 1``); the interval helpers
+    below (`every_n_train_iters`, `is_last_train_iter`) account for it, so hooks that use
+    them port unchanged.
+    A hook whose state must survive resume implements ``state_dict``/``load_state_dict``.
+
+    Example:
+        >>> class PrintLr(Hook):
+        ...     def before_train_epoch(self, runner):
+        ...         print(runner.optim_wrapper.get_lr())
+    """
+
+    priority: int | str = "NORMAL"
+
+    def before_run(self, runner) -> None: ...
+    def after_run(self, runner) -> None: ...
+    def before_train(self, runner) -> None: ...
+    def after_train(self, runner) -> None: ...
+    def before_train_epoch(self, runner) -> None: ...
+    def after_train_epoch(self, runner) -> None: ...
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None: ...
+    def before_val(self, runner) -> None: ...
+    def after_val(self, runner) -> None: ...
+    def before_val_epoch(self, runner) -> None: ...
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None: ...
+    def before_val_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
+    def after_val_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None: ...
+    def before_test(self, runner) -> None: ...
+    def after_test(self, runner) -> None: ...
+    def before_test_epoch(self, runner) -> None: ...
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None: ...
+    def before_test_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
+    def after_test_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None: ...
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None: ...
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None: ...
+
+    # MMEngine's helpers for interval logic.
+    def every_n_epochs(self, runner, n: int, start: int = 0) -> bool:
+        done = runner.epoch + 1 - start
+        return n > 0 and done > 0 and done % n == 0
+
+    def every_n_train_iters(self, runner, n: int, start: int = 0) -> bool:
+        # runner.iter already counts the iteration that just ran (MMEngine's iter + 1).
+        done = runner.iter - start
+        return n > 0 and done > 0 and done % n == 0
+
+    def end_of_epoch(self, dataloader, batch_idx: int) -> bool:
+        return batch_idx + 1 == len(dataloader)
+
+    def is_last_train_epoch(self, runner) -> bool:
+        return runner.max_epochs is not None and runner.epoch + 1 == runner.max_epochs
+
+    def is_last_train_iter(self, runner) -> bool:
+        return runner.max_iters is not None and runner.iter == runner.max_iters
+
+
+class HookList:
+    """Hooks in priority order, with each event's handlers looked up once."""
+
+    def __init__(self, hooks: Iterable[Hook] = ()) -> None:
+        self.hooks: list[Hook] = []
+        self._handlers: dict[str, list[Callable]] = {event: [] for event in EVENTS}
+        for hook in hooks:
+            self.add(hook)
+
+    def add(self, hook: Hook, priority: int | str | None = None) -> None:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"hooks must be engine.Hook instances, got {type(hook).__name__}")
+        if priority is not None:
+            hook.priority = priority
+        value = priority_value(hook.priority)
+        position = sum(1 for h in self.hooks if priority_value(h.priority) <= value)
+        self.hooks.insert(position, hook)
+        # Only hooks that override an event receive it: no per-iteration calls to no-ops.
+        self._handlers = {
+            event: [
+                getattr(h, event)
+                for h in self.hooks
+                if getattr(type(h), event) is not getattr(Hook, event)
+            ]
+            for event in EVENTS
+        }
+
+    def handlers(self, event: str) -> list[Callable]:
+        return self._handlers[event]
+
+    def call(self, event: str, runner: Any, *args: Any, **kwargs: Any) -> None:
+        for handler in self._handlers[event]:
+            handler(runner, *args, **kwargs)
+
+    def __iter__(self):
+        return iter(self.hooks)
+
+    def __len__(self) -> int:
+        return len(self.hooks)
+
+    def get(self, cls: type) -> Hook | None:
+        """The first hook of type `cls`, or None."""
+        return next((h for h in self.hooks if isinstance(h, cls)), None)

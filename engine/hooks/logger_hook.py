@@ -1,0 +1,305 @@
+"""`LoggerHook`: MMEngine's interval log line, a JSONL scalar file, trackers and a progress bar.
+
+Reading a tensor back to the host waits for the device to finish its queued work, so the
+training hot path only adds device tensors; everything is read back once per interval.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.hooks.hook import Hook
+from engine.hooks.iter_timer_hook import IterTimerHook
+from engine.hooks.throughput_hook import ThroughputHook
+
+logger = logging.getLogger("engine")
+
+_UNSET = object()
+
+
+class LoggerHook(Hook):
+    """Logs window means of the training scalars every `interval` iterations, and metrics.
+
+    Each interval gives one line on the main process (logger ``'engine'``, INFO), e.g.
+    ``Epoch(train) [3][ 40/100]  lr: 1.0000e-02  eta: 0:01:23  time: 0.0123  data_time: 0.0011
+    memory: 123  loss: 0.5123  grad_norm: 1.2300`` (``Iter(train) [ 40/1000]`` when training
+    by iterations; ``memory``, the peak allocated MiB, only on CUDA), one JSON object appended
+    to ``<work_dir>/scalars.jsonl`` and the same scalars sent to Accelerate's trackers. Each
+    key is averaged over the iterations of the window that returned it (``grad_norm`` only
+    over updates). Validation and test metrics are logged and written the same way.
+
+    After each window, ``nonfinite_keys`` lists the keys that had a NaN/inf value in it and
+    ``last_scalars`` holds its means, on every process (a NaN policy can act on them).
+
+    Args:
+        interval: log every `interval` iterations (of the epoch when training by epochs).
+        ignore_last: drop the log of an epoch's (or run's) last, shorter window, unless the
+            epoch is no longer than `interval`. Its non-finite check still runs.
+        log_metric_by_epoch: trackers get validation metrics at step ``epoch`` (else ``iter``)
+            when training by epochs. With wandb, whose steps must grow, set it to False.
+        out_suffix: the files written in ``work_dir``: ``'.jsonl'`` (or MMEngine's ``'.json'``)
+            writes ``scalars.jsonl``; other suffixes are accepted for MMEngine configs.
+        progress_bar: a tqdm bar on the main process; None shows it when stdout is a terminal.
+
+    Example:
+        >>> runner = Runner(model, work_dir='runs/a', ..., default_hooks=dict(logger=LoggerHook(50)))
+    """
+
+    reports_throughput = True  # its line carries a ThroughputHook's rates
+    priority = "BELOW_NORMAL"
+
+    def __init__(
+        self,
+        interval: int = 10,
+        ignore_last: bool = True,
+        log_metric_by_epoch: bool = True,
+        out_suffix: str | tuple[str, ...] = (".jsonl",),
+        progress_bar: bool | None = None,
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"LoggerHook interval must be an int >= 1, got {interval!r}")
+        self.interval = interval
+        self.ignore_last = ignore_last
+        self.log_metric_by_epoch = log_metric_by_epoch
+        self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
+        self.progress_bar = progress_bar
+        self.nonfinite_keys: list[str] = []
+        self.last_scalars: dict[str, float] = {}
+        self._bar: Any = None
+        self._show_bar: bool | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        # Looked up once per window instead of on every iteration (see after_train_iter).
+        self._timer_hook: Any = _UNSET
+        self._train_len: Any = _UNSET
+        self._sums: dict[str, torch.Tensor] = {}  # device tensors: adding them never syncs
+        self._counts: dict[str, int] = {}
+        self._iters, self._time, self._data_time = 0, 0.0, 0.0
+        self._at = (0, 0, 0, 0)  # epoch, batch_idx, iter, step of the window's last iteration
+
+    # -- training -------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        self._reset()
+
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        # Hot path: device ops and Python numbers only. Nothing here reads a tensor back.
+        if isinstance(outputs, torch.Tensor):
+            outputs = {"loss": outputs}
+        for key, value in (outputs if outputs is not None else {}).items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().float() if value.requires_grad else value.float()
+                value = value.mean() if value.ndim else value
+            elif isinstance(value, (int, float)):
+                value = torch.tensor(float(value))
+            else:
+                raise TypeError(
+                    f"LoggerHook: outputs[{key!r}] must be a tensor or a number, got {type(value).__name__}"
+                )
+            self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
+            self._counts[key] = self._counts.get(key, 0) + 1
+        timer = self._timer_hook
+        if timer is _UNSET:
+            timer = self._timer_hook = _timer(runner)
+        if timer is not None:
+            self._time += timer.iter_time
+            self._data_time += timer.data_time
+        self._iters += 1
+        state = runner.state
+        self._at = (state.epoch, batch_idx, state.iter, state.step)
+        self._update_bar(runner, batch_idx)
+
+        if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
+            length = self._train_len
+            if length is _UNSET:  # len() of a prepared loader is not free
+                length = self._train_len = _len(getattr(runner, "train_dataloader", None))
+            if (batch_idx + 1) % self.interval == 0:
+                self._flush(runner, emit=True)
+            elif length is not None and batch_idx + 1 == length:
+                self._flush(runner, emit=not self.ignore_last or length <= self.interval)
+        elif state.iter % self.interval == 0:
+            self._flush(runner, emit=True)
+        elif state.max_iters is not None and state.iter == state.max_iters:
+            self._flush(runner, emit=not self.ignore_last or state.max_iters <= self.interval)
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.state.max_epochs is not None and self._iters:  # epoch of unknown length
+            self._flush(runner, emit=not self.ignore_last)
+        self._close_bar()
+
+    def after_train(self, runner) -> None:
+        if self._iters:  # stopped early, mid-window
+            self._flush(runner, emit=not self.ignore_last)
+        self._close_bar()
+
+    def _flush(self, runner, emit: bool) -> None:
+        throughput = _throughput(runner)
+        pending = throughput.pending() if throughput is not None else {}  # e.g. a token count
+        keys = list(self._sums)
+        tensors = [self._sums[k] for k in keys] + list(pending.values())
+        device = tensors[0].device if tensors else None
+        # float64 keeps large token counts exact (MPS has no float64; its counts stay small)
+        dtype = torch.float64 if pending and device.type != "mps" else torch.float32
+        # The one host sync of the interval: every window sum comes back in one transfer.
+        sums = torch.stack([t.to(device, dtype) for t in tensors]).tolist() if tensors else []
+        scalars = {k: s / self._counts[k] for k, s in zip(keys, sums)}
+        self.last_scalars = scalars
+        # A NaN/inf anywhere in a window makes its sum non-finite: no per-iteration check needed.
+        self.nonfinite_keys = [k for k, v in scalars.items() if not math.isfinite(v)]
+        rates = throughput.report(dict(zip(pending, sums[len(keys) :]))) if throughput else {}
+        iters, time, data_time = self._iters, self._time, self._data_time
+        epoch, batch_idx, it, step = self._at
+        self._reset()
+        if not emit or not _is_main(runner):
+            return
+        timer, length = _timer(runner), _len(getattr(runner, "train_dataloader", None))
+        head, left = _position(runner.state, length, epoch, batch_idx, it)
+        optim_wrapper = getattr(runner, "optim_wrapper", None)
+        lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
+        lrs = {k: float(v[0]) for k, v in lr.items() if v}  # the first param group's, as MMEngine
+        record: dict[str, Any] = dict(mode="train", epoch=epoch + 1, iter=it, step=step, **lrs)
+        parts = [head] + [f"{k}: {v:.4e}" for k, v in lrs.items()]
+        if timer is not None:
+            if left is not None:
+                eta = datetime.timedelta(seconds=int(timer.seconds_per_iter() * left))
+                parts.append(f"eta: {eta}")
+            record.update(time=time / iters, data_time=data_time / iters)
+            parts += [f"time: {time / iters:.4f}", f"data_time: {data_time / iters:.4f}"]
+        if device is not None and device.type == "cuda":
+            record["memory"] = torch.cuda.max_memory_allocated(device) // 2**20
+            parts.append(f"memory: {record['memory']}")
+        parts += [f"{k}: {v:.4f}" for k, v in scalars.items()]
+        parts += [f"{k}: {v:.4f}" if k == "mfu" else f"{k}: {v:.1f}" for k, v in rates.items()]
+        record.update(scalars)
+        record.update(rates)
+        self._emit(runner, "  ".join(parts), record, step=it)
+
+    # -- evaluation -------------------------------------------------------------
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._log_metrics(runner, "val", metrics)
+
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._log_metrics(runner, "test", metrics)
+
+    def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
+        if not _is_main(runner):
+            return
+        # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
+        metrics = {k: _number(v) for k, v in (metrics or {}).items()}
+        state = runner.state
+        length = _len(getattr(runner, f"{mode}_dataloader", None))
+        pos = f"[{length}/{length}]" if length is not None else ""
+        by_epoch = state.max_epochs is not None
+        if by_epoch and mode == "val":
+            head = f"Epoch(val) [{state.epoch}]{pos}"  # the loops validate after counting the epoch
+        else:
+            head = f"{'Epoch' if by_epoch else 'Iter'}({mode}) {pos}".rstrip()
+        items = [
+            f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()
+        ]
+        record = dict(mode=mode, epoch=state.epoch, iter=state.iter, step=state.step, **metrics)
+        step = state.epoch if self.log_metric_by_epoch and by_epoch else state.iter
+        self._emit(runner, "  ".join([head, *items]), record, step=step)
+
+    # -- output ---------------------------------------------------------------
+    def _emit(self, runner, line: str, record: dict, step: int) -> None:
+        """Print `line`; append `record` to scalars.jsonl and send its numbers to trackers."""
+        if self._bar is not None:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
+                logger.info(line)
+        else:
+            logger.info(line)
+        work_dir = getattr(runner, "work_dir", None)
+        if work_dir is not None and {".jsonl", ".json"} & set(self.out_suffix):
+            Path(work_dir).mkdir(parents=True, exist_ok=True)
+            with open(Path(work_dir) / "scalars.jsonl", "a") as f:  # closing flushes each record
+                f.write(json.dumps(record, default=str) + "\n")
+        accelerator = getattr(runner, "accelerator", None)
+        if accelerator is not None and accelerator.trackers:
+            mode = record["mode"]
+            values = {
+                f"{mode}/{k}": v
+                for k, v in record.items()
+                if k not in ("mode", "iter", "step") and isinstance(v, (int, float))
+            }
+            accelerator.log(values, step=step)
+
+    def _update_bar(self, runner, batch_idx: int) -> None:
+        if self._bar is None:
+            if self._show_bar is None:  # decided once, not a syscall per iteration
+                self._show_bar = (
+                    sys.stdout.isatty() if self.progress_bar is None else self.progress_bar
+                )
+            if not self._show_bar or not _is_main(runner):
+                return
+            from tqdm import tqdm
+
+            state = runner.state
+            if state.max_epochs is not None:
+                total = _len(getattr(runner, "train_dataloader", None))
+                desc, initial = f"Epoch {state.epoch + 1}", batch_idx
+            else:
+                total, desc, initial = state.max_iters, "Iter", state.iter - 1
+            self._bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stdout, leave=False)
+        self._bar.update(1)  # a host counter; tqdm redraws at most ~10 times a second
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _position(
+    state, length: int | None, epoch: int, batch_idx: int, it: int
+) -> tuple[str, int | None]:
+    """``Epoch(train) [3][ 40/100]`` or ``Iter(train) [ 40/1000]``, and the iterations left."""
+    if state.max_epochs is None:
+        total = state.max_iters
+        if not total:
+            return f"Iter(train) [{it}]", None
+        return f"Iter(train) [{it:>{len(str(total))}}/{total}]", total - it
+    if not length:
+        return f"Epoch(train) [{epoch + 1}][{batch_idx + 1}]", None
+    left = (state.max_epochs - epoch) * length - (batch_idx + 1)
+    return f"Epoch(train) [{epoch + 1}][{batch_idx + 1:>{len(str(length))}}/{length}]", left
+
+
+def _is_main(runner) -> bool:
+    accelerator = getattr(runner, "accelerator", None)
+    return accelerator is None or accelerator.is_main_process
+
+
+def _throughput(runner) -> Any:
+    """The run's `ThroughputHook`, whose rates join each window's line, or None."""
+    hooks = getattr(runner, "hooks", None)
+    return hooks.get(ThroughputHook) if hooks is not None else None
+
+
+def _timer(runner) -> IterTimerHook | None:
+    hooks = getattr(runner, "hooks", None)
+    return hooks.get(IterTimerHook) if hooks is not None else None
+
+
+def _len(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:  # None, or an iterable without a length
+        return None
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value

@@ -1,0 +1,289 @@
+"""`OptimWrapper`: parameter updates on Accelerate's idiom.
+
+The wrapper is a thin layer over ``accelerator.backward``, ``no_sync``/``autocast``,
+``clip_grad_norm_``, ``step`` and ``zero_grad``. It corrects one thing Accelerate gets
+wrong for us: ``accelerator.backward`` always divides the loss by a fixed
+``gradient_accumulation_steps``, while an exact last window that holds ``r`` micro-batches
+must divide by ``r``. Clipping lives in `engine.optim.grad_clip`; `OptimWrapperDict` lives in
+`engine.optim.optim_wrapper_dict` and is re-exported here; building wrappers from MMEngine-style dicts
+lives in `engine.optim.builder`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.model.wrappers import no_sync
+from engine.optim.grad_clip import clip_gradients, parse_clip_grad
+
+logger = logging.getLogger(__name__)
+
+_NO_GRAD_NORM = None
+
+
+class OptimWrapper:
+    """Backward, accumulation, clipping and stepping for one optimizer.
+
+    Accumulation is exact: every update applies the mean gradient of the micro-batches
+    in its window. Windows follow the global iteration count set by
+    `initialize_count_status`; when training ends at ``max_counts`` and
+    ``max_counts % accumulative_counts == r != 0``, the last window's losses are divided
+    by ``r``. Non-final micro-batches run under ``no_sync`` in distributed runs.
+
+    Args:
+        optimizer: a torch optimizer, or one prepared by ``accelerator.prepare``.
+        accelerator: the run's ``Accelerator``. ``None`` works in a plain process:
+            ``loss.backward()`` and torch's clipping, no autocast.
+        accumulative_counts: micro-batches per optimizer update.
+        clip_grad: ``dict(max_norm=..., norm_type=2)`` or ``dict(type='value', clip_value=...)``;
+            applied on update steps only.
+
+    Example:
+        >>> ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), accumulative_counts=2)
+        >>> with ow.optim_context(model):
+        ...     loss = model(x).sum()
+        >>> ow.update_params(loss)
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        accelerator: Any = None,
+        accumulative_counts: int = 1,
+        clip_grad: dict | None = None,
+    ) -> None:
+        if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer (or one prepared by Accelerate), got {type(optimizer).__name__}"
+            )
+        if (
+            isinstance(accumulative_counts, bool)
+            or not isinstance(accumulative_counts, int)
+            or accumulative_counts < 1
+        ):
+            raise ValueError(
+                f"accumulative_counts must be an int >= 1, got {accumulative_counts!r}"
+            )
+        self.optimizer = optimizer
+        self.accumulative_counts = accumulative_counts
+        self.clip_grad = clip_grad
+        self._clip = parse_clip_grad(clip_grad)
+        self._inner_count = 0
+        self._max_counts = -1
+        self._divisible_counts = -1
+        self._remainder_counts = 0
+        self.last_grad_norm: torch.Tensor | None = _NO_GRAD_NORM
+        self.accelerator = None
+        self._accelerate_step_needed = False
+        self._inner_optimizer = optimizer
+        self._multi_process = False
+        if accelerator is not None:
+            self.attach(accelerator)
+
+    # -- set-up --------------------------------------------------------------
+    def attach(self, accelerator: Any, optimizer: Any = None) -> None:
+        """Use `accelerator` from now on (and `optimizer`, the prepared copy, when given)."""
+        if optimizer is not None:
+            self.optimizer = optimizer
+        self.accelerator = accelerator
+        from accelerate.utils import DistributedType
+
+        # AcceleratedOptimizer.step adds work on every call (an uncached import probe for
+        # LOMO, XLA checks), and Accelerator.backward divides the loss by its step count
+        # (one more autograd op, even when it is 1). They are needed only for a loss
+        # scaler, XLA, DeepSpeed, Megatron-LM and LOMO; elsewhere we step the inner
+        # optimizer and call loss.backward() directly, which is what they would do.
+        inner = getattr(self.optimizer, "optimizer", None)
+        self._accelerate_step_needed = (
+            inner is None
+            or accelerator.scaler is not None
+            or accelerator.distributed_type
+            in (DistributedType.XLA, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+            or type(inner).__name__ in ("Lomo", "AdaLomo")
+        )
+        self._inner_optimizer = self.optimizer if inner is None else inner
+        self._multi_process = accelerator.num_processes > 1
+
+    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
+        """Place the accumulation window: ``init_counts`` micro-batches done of ``max_counts``.
+
+        Called by the loops from `TrainState` at the start and on resume.
+        """
+        self._inner_count = int(init_counts)
+        self._max_counts = int(max_counts)
+        if self.accumulative_counts > 1:
+            if init_counts % self.accumulative_counts != 0:
+                logger.warning(
+                    "Resuming at iteration %d, inside an accumulation window of %d: the window "
+                    "continues with the gradients it had before the interruption only if they were saved.",
+                    init_counts,
+                    self.accumulative_counts,
+                )
+            if model is not None and _has_batch_norm(model):
+                logger.warning(
+                    "Gradient accumulation with BatchNorm: statistics follow micro-batches, not windows."
+                )
+        self._remainder_counts = (
+            self._max_counts % self.accumulative_counts if self._max_counts > 0 else 0
+        )
+        self._divisible_counts = self._max_counts - self._remainder_counts
+
+    # -- the update ----------------------------------------------------------
+    def update_params(
+        self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None
+    ) -> None:
+        """Scale ``loss`` for its window, backward, and on the window's last micro-batch
+        clip, step and zero the gradients."""
+        self.last_grad_norm = _NO_GRAD_NORM
+        self.backward(self.scale_loss(loss))
+        if self.should_update():
+            self.step(**(step_kwargs or {}))
+            self.zero_grad(**(zero_kwargs or {}))
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """Divide by the size of the window this micro-batch belongs to."""
+        if self.accumulative_counts == 1:
+            return loss
+        if self._max_counts > 0 and self._inner_count >= self._divisible_counts:
+            return loss / self._remainder_counts
+        return loss / self.accumulative_counts
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
+        acc = self.accelerator
+        if acc is None or not self._accelerate_step_needed:
+            loss.backward(**kwargs)
+        else:
+            steps = acc.gradient_accumulation_steps
+            # Accelerate divides by its own fixed step count; `scale_loss` has already
+            # divided by the true window size, so undo Accelerate's division.
+            acc.backward(loss * steps if steps != 1 else loss, **kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs: Any) -> None:
+        """Clip (if configured) and step the optimizer."""
+        if self._clip is not None:
+            self.last_grad_norm = clip_gradients(self._clip, self.optimizer, self.accelerator)
+        acc = self.accelerator
+        if acc is None or not self._accelerate_step_needed:
+            self._inner_optimizer.step(**kwargs)
+        else:
+            acc.gradient_state._set_sync_gradients(True)
+            self.optimizer.step(**kwargs)
+
+    def zero_grad(self, **kwargs: Any) -> None:
+        kwargs.setdefault("set_to_none", True)
+        if self.accelerator is None or not self._accelerate_step_needed:
+            self._inner_optimizer.zero_grad(**kwargs)
+        else:
+            self.accelerator.gradient_state._set_sync_gradients(True)
+            self.optimizer.zero_grad(**kwargs)
+
+    # -- accumulation position ----------------------------------------------
+    @property
+    def inner_count(self) -> int:
+        """Micro-batches back-propagated since the run's start (restored on resume); for a
+        wrapper used every iteration, the iteration number (MMEngine's name)."""
+        return self._inner_count
+
+    def should_update(self) -> bool:
+        """True after the last micro-batch of a window (called after `backward`)."""
+        return (
+            self._inner_count % self.accumulative_counts == 0
+            or self._inner_count == self._max_counts
+        )
+
+    def should_sync(self) -> bool:
+        """True when the next micro-batch ends a window, so its gradients must be reduced."""
+        nxt = self._inner_count + 1
+        return nxt % self.accumulative_counts == 0 or nxt == self._max_counts
+
+    def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
+        ``no_sync`` so distributed runs reduce gradients once per window."""
+        acc = self.accelerator
+        if acc is None:
+            return _NULL_CONTEXT
+        sync = self.accumulative_counts == 1 or self.should_sync()
+        acc.gradient_state._set_sync_gradients(sync)
+        if sync or not self._multi_process:
+            # Accelerate's autocast is a no-op unless native AMP is on: skip building it.
+            return acc.autocast() if acc.native_amp else _NULL_CONTEXT
+        return _autocast_no_sync(acc, model)
+
+    # -- reading and state ---------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def defaults(self) -> dict:
+        return self.optimizer.defaults
+
+    def get_lr(self) -> dict[str, list[float]]:
+        return {"lr": [group["lr"] for group in self.param_groups]}
+
+    def get_momentum(self) -> dict[str, list[float]]:
+        values = []
+        for group in self.param_groups:
+            if "momentum" in group:
+                values.append(group["momentum"])
+            elif "betas" in group:
+                values.append(group["betas"][0])
+            else:
+                values.append(0.0)
+        return {"momentum": values}
+
+    def state_dict(self) -> dict:
+        """The optimizer's state dict plus the accumulation position (and the loss scaler's
+        state for fp16)."""
+        state = dict(self.optimizer.state_dict())
+        state["accumulation"] = {"inner_count": self._inner_count, "max_counts": self._max_counts}
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:
+            state["loss_scaler"] = scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load what `state_dict` returned (a plain optimizer state dict works too)."""
+        state = dict(state_dict)
+        accumulation = state.pop("accumulation", None)
+        scaler_state = state.pop("loss_scaler", None)
+        self.optimizer.load_state_dict(state)
+        if accumulation is not None:
+            self._inner_count = int(accumulation["inner_count"])
+            self._max_counts = int(accumulation["max_counts"])
+            self.initialize_count_status(None, self._inner_count, self._max_counts)
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler_state is not None and scaler is not None:
+            scaler.load_state_dict(scaler_state)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(optimizer={type(self._inner_optimizer_or_self()).__name__}, "
+            f"accumulative_counts={self.accumulative_counts}, clip_grad={self.clip_grad})"
+        )
+
+    def _inner_optimizer_or_self(self) -> Any:
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
+
+_NULL_CONTEXT = contextlib.nullcontext()  # stateless: one instance serves every call
+
+
+@contextlib.contextmanager
+def _autocast_no_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
+    # The wrappers that reduce `model`'s gradients: the DDP around a BaseModel
+    # (whose train_step passes itself), or each wrapped child ('separate').
+    with accelerator.autocast(), no_sync(accelerator, model):
+        yield
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

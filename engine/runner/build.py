@@ -1,0 +1,235 @@
+"""Turn MMEngine-style dicts (train_cfg, loaders, evaluators, hooks, schedules) into objects.
+
+This is the one place where ``dict(type=...)`` is resolved, through explicit tables:
+the core only ever sees built objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from engine.evaluator.evaluator import Evaluator
+from engine.evaluator.metric import BaseMetric
+from engine.hooks.checkpoint_hook import CheckpointHook
+from engine.hooks.early_stopping_hook import EarlyStoppingHook
+from engine.hooks.ema_hook import EMAHook
+from engine.hooks.hook import Hook
+from engine.hooks.iter_timer_hook import IterTimerHook
+from engine.hooks.logger_hook import LoggerHook
+from engine.hooks.nan_guard_hook import NanGuardHook
+from engine.hooks.param_scheduler_hook import ParamSchedulerHook
+from engine.hooks.signal_hook import SignalHook
+from engine.hooks.throughput_hook import ThroughputHook
+from engine.optim.scheduler.param_scheduler import INF, build_schedule
+
+_LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
+# MMEngine default hooks whose work the loops do themselves (set_epoch, runtime info).
+_BUILT_IN = ("runtime_info", "sampler_seed", "DistSamplerSeedHook", "RuntimeInfoHook")
+
+
+def parse_train_cfg(cfg: dict) -> dict:
+    """``dict(by_epoch=True, max_epochs=5, val_interval=1)`` or
+    ``dict(by_epoch=False, max_iters=..., val_interval=...)`` (MMEngine's loop ``type``
+    names work too) -> a complete dict with ``val_begin``/``val_interval``."""
+    if not isinstance(cfg, dict):
+        raise TypeError(
+            f"train_cfg must be a dict such as dict(by_epoch=True, max_epochs=5), got {type(cfg).__name__}"
+        )
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind is not None:
+        if kind not in _LOOP_TYPES:
+            raise ValueError(f"train_cfg type {kind!r} is unknown; accepted: {list(_LOOP_TYPES)}")
+        cfg.setdefault("by_epoch", _LOOP_TYPES[kind])
+    by_epoch = cfg.pop("by_epoch", "max_epochs" in cfg or "max_iters" not in cfg)
+    limit_key = "max_epochs" if by_epoch else "max_iters"
+    other_key = "max_iters" if by_epoch else "max_epochs"
+    if other_key in cfg:
+        raise ValueError(f"train_cfg with by_epoch={by_epoch} takes {limit_key}, not {other_key}")
+    limit = cfg.pop(limit_key, None)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"train_cfg {limit_key} must be an int >= 1, got {limit!r}")
+    out = {"by_epoch": by_epoch, limit_key: limit}
+    for key, default in (("val_interval", 1), ("val_begin", 1)):
+        value = cfg.pop(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < (1 if key == "val_interval" else 0)
+        ):
+            raise ValueError(
+                f"train_cfg {key} must be an int >= {1 if key == 'val_interval' else 0}, got {value!r}"
+            )
+        out[key] = value
+    cfg.pop("dynamic_intervals", None)  # MMEngine-only; validation intervals here are fixed
+    if cfg:
+        raise ValueError(
+            f"train_cfg has unknown keys {sorted(cfg)}; accepted: by_epoch, max_epochs/max_iters, val_interval, val_begin"
+        )
+    return out
+
+
+def build_dataloader(cfg: Any, name: str) -> Any:
+    """A built loader is returned as is; ``dict(dataset=..., batch_size=..., shuffle=...)``
+    becomes a ``DataLoader`` (MMEngine's ``sampler=dict(type='DefaultSampler', shuffle=...)``
+    maps to ``shuffle``)."""
+    if not isinstance(cfg, dict):
+        if not hasattr(cfg, "__iter__"):
+            raise TypeError(
+                f"{name} must be a DataLoader, an iterable or a dict of DataLoader arguments, got {type(cfg).__name__}"
+            )
+        return cfg
+    cfg = dict(cfg)
+    if "dataset" not in cfg:
+        raise ValueError(f"{name} dict needs a 'dataset' (a built dataset), got keys {sorted(cfg)}")
+    if isinstance(cfg["dataset"], dict):
+        raise TypeError(
+            f"{name} dataset must be a built dataset object; engine has no dataset registry"
+        )
+    sampler = cfg.pop("sampler", None)
+    if isinstance(sampler, dict):
+        if sampler.get("type", "DefaultSampler") not in ("DefaultSampler", "InfiniteSampler"):
+            raise ValueError(
+                f"{name} sampler type {sampler.get('type')!r} is unknown; accepted: DefaultSampler, InfiniteSampler"
+            )
+        cfg.setdefault("shuffle", sampler.get("shuffle", True))
+    elif sampler is not None:
+        cfg["sampler"] = sampler
+    collate = cfg.get("collate_fn")
+    if isinstance(collate, dict):
+        if collate.get("type") not in ("default_collate", "pseudo_collate"):
+            raise ValueError(f"{name} collate_fn {collate!r} is unknown; pass a function")
+        cfg.pop("collate_fn")
+    try:
+        return DataLoader(**cfg)
+    except TypeError as err:
+        raise TypeError(f"{name}: DataLoader rejected the arguments: {err}") from None
+
+
+def build_evaluator(cfg: Any, name: str) -> Evaluator | None:
+    """An `Evaluator` from one, a metric, a metric dict with ``type`` or a list of them;
+    ``None`` stays ``None``."""
+    if cfg is None or isinstance(cfg, Evaluator):
+        return cfg
+    if not isinstance(cfg, BaseMetric | dict | list | tuple):
+        raise TypeError(
+            f"{name} must be an Evaluator, a BaseMetric, a dict with 'type' or a list of them, got {type(cfg).__name__}"
+        )
+    return Evaluator(cfg)
+
+
+def _stock_hooks() -> dict[str, type]:
+
+    return {
+        "CheckpointHook": CheckpointHook,
+        "EarlyStoppingHook": EarlyStoppingHook,
+        "EMAHook": EMAHook,
+        "IterTimerHook": IterTimerHook,
+        "LoggerHook": LoggerHook,
+        "ParamSchedulerHook": ParamSchedulerHook,
+        "NanGuardHook": NanGuardHook,
+        "SignalHook": SignalHook,
+        "ThroughputHook": ThroughputHook,
+    }
+
+
+def build_hook(cfg: Any) -> Hook:
+    if isinstance(cfg, Hook):
+        return cfg
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise TypeError(f"a hook must be a Hook or dict(type=...), got {cfg!r}")
+    cfg = dict(cfg)
+    kind, priority = cfg.pop("type"), cfg.pop("priority", None)
+    stock = _stock_hooks()
+    if isinstance(kind, type) and issubclass(kind, Hook):
+        cls = kind
+    elif kind in stock:
+        cls = stock[kind]
+    else:
+        raise ValueError(
+            f"hook type {kind!r} is unknown; accepted: a Hook class or one of {sorted(stock)}"
+        )
+    try:
+        hook = cls(**cfg)
+    except TypeError as err:  # a misspelt argument: say which hook, and what it takes
+        raise TypeError(
+            f"hook {cls.__name__} rejected its arguments {sorted(cfg)}: {err}"
+        ) from None
+    if priority is not None:
+        hook.priority = priority
+    return hook
+
+
+def build_hooks(
+    default_hooks: dict | None,
+    custom_hooks: list | None,
+    schedules: Any,
+    checkpoint: Hook | None = None,
+) -> list[Hook]:
+    """Default hooks (overridable by key, ``None`` switches one off) plus custom hooks;
+    `checkpoint` is the default ``checkpoint`` hook (the Runner's, when it has a work_dir)."""
+
+    # "signal": SIGTERM/SIGINT save a checkpoint and stop (engine.signals).
+    defaults: dict[str, Any] = {
+        "timer": IterTimerHook(),
+        "logger": LoggerHook(),
+        "signal": SignalHook(),
+    }
+    if schedules:
+        defaults["param_scheduler"] = ParamSchedulerHook(schedules)
+    if checkpoint is not None:
+        defaults["checkpoint"] = checkpoint
+    if default_hooks is not None and not isinstance(default_hooks, dict):
+        raise TypeError(
+            f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
+        )
+    for key, value in (default_hooks or {}).items():
+        if key in _BUILT_IN or (isinstance(value, dict) and value.get("type") in _BUILT_IN):
+            continue
+        if key == "param_scheduler" and value is not None and schedules:
+            value = build_hook(value)
+            value.schedules = schedules
+        defaults[key] = value
+    hooks = [build_hook(h) for h in defaults.values() if h is not None]
+    if custom_hooks is not None and not isinstance(custom_hooks, list | tuple):
+        raise TypeError(
+            f"custom_hooks must be a list of Hooks or dicts, got {type(custom_hooks).__name__}"
+        )
+    hooks += [build_hook(h) for h in custom_hooks or ()]
+    return hooks
+
+
+def build_schedules(
+    cfg: Any, updates_per_epoch: int, max_epochs: int | None = None, max_iters: int | None = None
+) -> Any:
+    """A list of schedules (dicts or built), or a dict of such lists keyed by optim
+    wrapper member; epoch schedules with ``convert_to_iter_based`` are converted here."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, dict) and "type" not in cfg:
+        return {
+            name: build_schedules(sub, updates_per_epoch, max_epochs, max_iters)
+            for name, sub in cfg.items()
+        }
+    items = cfg if isinstance(cfg, list | tuple) else [cfg]
+    built = []
+    for item in items:
+        try:
+            schedule = build_schedule(item)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"param_scheduler entry {item!r}: {err}") from None
+        if not hasattr(schedule, "factor_at"):
+            raise TypeError(
+                f"param_scheduler entries must be dicts such as dict(type='LinearLR', ...) or built schedules, got {item!r}"
+            )
+        if schedule.end == INF:  # MMEngine fills an open end with the run's length
+            limit = max_epochs if schedule.by_epoch else max_iters
+            if limit is not None:
+                schedule = dataclasses.replace(schedule, end=limit)
+        if schedule.by_epoch and schedule.convert_to_iter_based:
+            schedule = schedule.to_iter_based(updates_per_epoch)
+        built.append(schedule)
+    return built

@@ -1,0 +1,279 @@
+"""`Runner`: builds the Accelerator and the run's objects, then calls the loop functions.
+
+MMEngine-style dict arguments are translated here, once (through `engine.runner.build` and
+`engine.optim.builder`); the loops and hooks only see built objects. The Accelerator, seeding
+and what Accelerate prepares are set up by `engine.runner.accelerate_setup`, the log handlers by
+`engine.runner.log_setup`. The Runner holds no loop logic: see `engine.runner.loops`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from engine.hooks.checkpoint_hook import CheckpointHook
+from engine.hooks.hook import HookList
+from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
+from engine.hooks.signal_hook import handling_signals
+from engine.model.base_model import check_forward_takes_mode
+from engine.model.compilation import compile_model
+from engine.model.wrappers import wrap_model
+from engine.optim.builder import amp_precision, build_optim_wrapper
+from engine.optim.optim_wrapper_dict import members
+from engine.runner import loops
+from engine.runner.accelerate_setup import (
+    apply_randomness,
+    check_randomness,
+    make_accelerator,
+    needs_joint_prepare,
+    prefetch_device,
+    prepare_loader,
+    prepare_optimizers,
+    prepare_with_optimizers,
+    seed_worker,
+    warn_if_whole_model_ddp_with_members,
+)
+from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
+from engine.runner.log_setup import setup_logging
+from engine.runner.resume import load_checkpoint
+from engine.runner.train_state import TrainState, updates_done
+
+logger = logging.getLogger("engine")
+
+# make_accelerator and seed_worker live in engine.accelerate_setup; users and tests also
+# import them from here.
+__all__ = ["Runner", "make_accelerator", "seed_worker"]
+
+
+class Runner:
+    """Compose a training run from MMEngine-style arguments.
+
+    Every argument may be a built object or MMEngine's dict form; see DESIGN.md for the
+    accepted forms. ``launcher`` is accepted for MMEngine configs: the process group
+    always comes from ``accelerate launch``.
+
+    Failures: ``nan_policy`` (``'stop'``, ``'skip'`` or ``'ignore'``) says what a
+    non-finite loss does (`engine.hooks.nan_guard_hook`); SIGTERM/SIGINT during ``train()`` save a
+    checkpoint at the end of the accumulation window and return (`engine.hooks.signal_hook`; the
+    ``signal`` default hook, ``default_hooks=dict(signal=None)`` turns it off).
+
+    Speed: ``compile=True`` or ``dict(regional=True, mode=...)`` compiles the model in place
+    (`engine.model.compilation`); ``prefetch`` (on by default) copies training batches to the
+    GPU one step ahead on a side stream (`engine.runner.prefetch`).
+
+    Example:
+        >>> runner = Runner(model=MyModel(), work_dir='work_dirs/demo',
+        ...                 train_dataloader=dict(dataset=ds, batch_size=8, shuffle=True),
+        ...                 train_cfg=dict(by_epoch=True, max_epochs=5),
+        ...                 optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)))
+        >>> runner.train()
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        work_dir: str | os.PathLike | None,
+        train_dataloader: DataLoader | dict | None = None,
+        val_dataloader: DataLoader | dict | None = None,
+        test_dataloader: DataLoader | dict | None = None,
+        train_cfg: dict | None = None,
+        val_cfg: dict | None = None,
+        test_cfg: dict | None = None,
+        optim_wrapper: Any = None,
+        param_scheduler: Any = None,
+        val_evaluator: Any = None,
+        test_evaluator: Any = None,
+        default_hooks: dict | None = None,
+        custom_hooks: list | None = None,
+        load_from: str | os.PathLike | None = None,
+        resume: bool | str = False,
+        randomness: dict | None = None,
+        mixed_precision: str | None = None,
+        model_wrapper: Any = None,
+        launcher: str | None = None,
+        accelerator: Any = None,
+        log_with: Any = None,
+        compile: bool | dict = False,
+        prefetch: bool = True,
+        nan_policy: str = "stop",
+        model_wrapper_cfg: Any = None,
+    ) -> None:
+        if model_wrapper_cfg is not None:  # MMEngine's name for model_wrapper
+            if model_wrapper is not None:
+                raise ValueError("pass model_wrapper or MMEngine's model_wrapper_cfg, not both")
+            model_wrapper = model_wrapper_cfg
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"model must be an nn.Module (an engine.BaseModel), got {type(model).__name__}"
+            )
+        check_nan_policy(nan_policy)
+        check_forward_takes_mode(model)
+        self.work_dir = None if work_dir is None else Path(work_dir)
+        if self.work_dir is not None and self.work_dir.exists() and not self.work_dir.is_dir():
+            raise NotADirectoryError(
+                f"work_dir {str(work_dir)!r} is a file; expected a directory (created if missing)"
+            )
+        randomness = check_randomness(randomness)
+        precision = mixed_precision or amp_precision(optim_wrapper)
+        self.accelerator = accelerator or make_accelerator(
+            precision, self.work_dir, randomness["seed"], log_with
+        )
+        setup_logging(self.accelerator, self.work_dir)
+        if self.work_dir is not None and self.accelerator.is_main_process:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        apply_randomness(self.accelerator, randomness)
+        self.randomness = randomness
+
+        self.train_cfg = parse_train_cfg(train_cfg) if train_cfg is not None else None
+        self.val_interval = self.train_cfg["val_interval"] if self.train_cfg else 1
+        self.val_begin = self.train_cfg["val_begin"] if self.train_cfg else 1
+        self.val_cfg, self.test_cfg = val_cfg or {}, test_cfg or {}
+
+        acc = self.accelerator
+        model = compile_model(model, compile)  # in place, before any wrapper: keys unchanged
+        model = model.to(acc.device) if model_wrapper is not None else model
+        self.optim_wrapper = None
+        if optim_wrapper is not None and needs_joint_prepare(acc, model_wrapper):
+            # DeepSpeed/FSDP: Accelerate prepares the model with its optimizers. Not run on
+            # this project's CPU machines (see docs/distributed.md).
+            self.optim_wrapper = build_optim_wrapper(model, optim_wrapper, acc)
+            self.model = prepare_with_optimizers(model, self.optim_wrapper, acc)
+            self._raw_model = acc.unwrap_model(self.model)
+        else:
+            self.model = wrap_model(model, acc, model_wrapper)
+            self._raw_model = acc.unwrap_model(self.model) if model_wrapper is None else model
+        if optim_wrapper is not None and self.optim_wrapper is None:
+            self.optim_wrapper = build_optim_wrapper(self._raw_model, optim_wrapper, acc)
+            prepare_optimizers(self.optim_wrapper, acc)
+            if model_wrapper is None and acc.num_processes > 1:
+                warn_if_whole_model_ddp_with_members(self.optim_wrapper)
+        # Training batches are copied to the GPU one step ahead on a side stream (see
+        # engine.prefetch) instead of by Accelerate in front of each step.
+        self.prefetch_device = prefetch_device(acc) if prefetch else None
+        self.train_dataloader = prepare_loader(
+            train_dataloader, acc, "train_dataloader", self.prefetch_device is not None
+        )
+        self.val_dataloader = prepare_loader(val_dataloader, acc, "val_dataloader")
+        self.test_dataloader = prepare_loader(test_dataloader, acc, "test_dataloader")
+        self.val_evaluator = build_evaluator(val_evaluator, "val_evaluator")
+        self.test_evaluator = build_evaluator(test_evaluator, "test_evaluator")
+
+        self.state = TrainState(
+            max_epochs=self.train_cfg.get("max_epochs") if self.train_cfg else None,
+            max_iters=self.train_cfg.get("max_iters") if self.train_cfg else None,
+        )
+        schedules = build_schedules(
+            param_scheduler, self._updates_per_epoch(), *self._schedule_limits()
+        )
+        self.hooks = HookList(
+            build_hooks(default_hooks, custom_hooks, schedules, self._default_checkpoint_hook())
+        )
+        if nan_policy != "ignore":  # see engine.nan_guard
+            self.hooks.add(NanGuardHook(nan_policy))
+        self.load_from = load_from
+        self.resume_from = resume
+        self.launcher = launcher
+        self._log_with = log_with
+        self.last_metrics: dict = {}
+
+    # -- what hooks read ------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def iter(self) -> int:
+        return self.state.iter
+
+    @property
+    def max_epochs(self) -> int | None:
+        return self.state.max_epochs
+
+    @property
+    def max_iters(self) -> int | None:
+        return self.state.max_iters
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logger
+
+    def _updates_per_epoch(self) -> int:
+        if self.train_dataloader is None or self.optim_wrapper is None:
+            return 1
+        first = members(self.optim_wrapper)[0]
+        return max(1, len(self.train_dataloader) // first.accumulative_counts)
+
+    def _schedule_limits(self) -> tuple[int | None, int | None]:
+        """(epochs, optimizer updates) of the whole run, to close schedules left open."""
+        if self.train_cfg is None or self.train_dataloader is None or self.optim_wrapper is None:
+            return None, None
+        acc = members(self.optim_wrapper)[0].accumulative_counts
+        counts = self.state.total_iters(len(self.train_dataloader))
+        return self.state.max_epochs, updates_done(counts, acc, counts)
+
+    # -- entry points ---------------------------------------------------------
+    def train(self) -> dict:
+        """Train to the configured limit; returns the last validation metrics (or {})."""
+        needed = ("train_dataloader", "train_cfg", "optim_wrapper")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            them = "it" if len(missing) == 1 else "them"
+            raise ValueError(f"train() needs {', '.join(missing)}; pass {them} to Runner(...)")
+        if (self.val_dataloader is None) != (self.val_evaluator is None):
+            given, lacking = (
+                ("val_dataloader", "val_evaluator")
+                if self.val_evaluator is None
+                else ("val_evaluator", "val_dataloader")
+            )
+            raise ValueError(
+                f"{given} is set but {lacking} is None, so training could never validate; "
+                "pass both (e.g. val_evaluator=Accuracy()) or neither"
+            )
+        if self._log_with is not None and not self.accelerator.trackers:
+            # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
+            name = self.work_dir.name if self.work_dir is not None else "engine"
+            self.accelerator.init_trackers(name, config={k: v for k, v in self.train_cfg.items()})
+        self.hooks.call("before_run", self)
+        # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
+        # (engine.signals); the previous handlers come back however training ends.
+        with handling_signals(self.hooks):
+            self._load_checkpoint()
+            train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
+            self.state = train(self, self.state)
+        self.hooks.call("after_run", self)
+        for tracker in self.accelerator.trackers:
+            # Not accelerator.end_training(): that also destroys the process group, and
+            # val()/test() may follow. Scripts end with end_training() (see recipes/).
+            tracker.finish()
+        return self.last_metrics
+
+    def val(self) -> dict:
+        """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
+        if self.val_dataloader is None or self.val_evaluator is None:
+            raise ValueError("val() needs val_dataloader and val_evaluator")
+        self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
+        return self.last_metrics
+
+    def test(self) -> dict:
+        """Evaluate on ``test_dataloader`` with ``test_evaluator``; returns the metrics."""
+        if self.test_dataloader is None or self.test_evaluator is None:
+            raise ValueError("test() needs test_dataloader and test_evaluator")
+        self._load_checkpoint(weights_only=True)
+        return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
+
+    def _load_checkpoint(self, weights_only: bool = False) -> None:
+        if not (self.load_from or self.resume_from):
+            return
+        load_checkpoint(self, False if weights_only else self.resume_from, self.load_from)
+
+    def _default_checkpoint_hook(self) -> Any:
+        """MMEngine's default: a checkpoint every epoch (by iterations: at the end)."""
+        if self.work_dir is None or self.train_cfg is None:
+            return None
+        by_epoch = self.train_cfg["by_epoch"]
+        return CheckpointHook(interval=1 if by_epoch else -1, by_epoch=by_epoch)
