@@ -119,6 +119,10 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
     steps = step_owner(model, runner.accelerator)
     max_counts = _counts(runner, state)
     acc = _sync_counts(runner, state, max_counts)
+    if state.end_of_epoch:
+        # Resumed from a checkpoint saved at an epoch's end: that epoch, its hooks and its
+        # validation are done; continue with the next one, as the uninterrupted run did.
+        state.epoch, state.inner_iter, state.end_of_epoch = state.epoch + 1, 0, False
     hooks.call("before_train", runner)
     while state.epoch < state.max_epochs and not state.should_stop:
         hooks.call("before_train_epoch", runner)
@@ -130,9 +134,11 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
                 break
         if state.should_stop and state.inner_iter < len(dataloader):
             break  # stopped mid-epoch (a signal): resume continues this epoch
+        state.end_of_epoch = True
         hooks.call("after_train_epoch", runner)
         state.epoch += 1
         state.inner_iter = 0
+        state.end_of_epoch = False
         if _should_validate(runner, state.epoch, state.epoch == state.max_epochs):
             evaluate(runner, runner.val_dataloader, runner.val_evaluator, "val")
     hooks.call("after_train", runner)
