@@ -1,11 +1,11 @@
 """Two-process runs for tests/test_silent_wrong_distributed.py (issue 9, item 13).
 
-    <launcher, 2 processes> tests/dist_silent_wrong_script.py WORK_DIR dict_no_wrapper
-        # an OptimWrapperDict with model_wrapper=None builds (with its warning) and trains;
-        # prints "BUILT rank=<r>"
-    <launcher, 2 processes> tests/dist_silent_wrong_script.py WORK_DIR failed_save
-        # saves epoch_1, then rank 1's write of epoch_2 fails: every rank must raise
-        # (none left in a barrier) and print "RAISED rank=<r> <message>"
+<launcher, 2 processes> tests/dist_silent_wrong_script.py WORK_DIR dict_no_wrapper
+    # an OptimWrapperDict with model_wrapper=None builds (with its warning) and trains;
+    # prints "BUILT rank=<r>"
+<launcher, 2 processes> tests/dist_silent_wrong_script.py WORK_DIR failed_save
+    # saves epoch_1, then rank 1's write of epoch_2 fails: every rank must raise
+    # (none left in a barrier) and print "RAISED rank=<r> <message>"
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class TwoParts(BaseModel):
         return {"loss": out.pow(2).mean()} if mode == "loss" else out
 
 
-def build(work_dir: Path) -> Runner:
+def build(work_dir: Path, per_part: bool = True) -> Runner:
     torch.manual_seed(0)
     member = dict(optimizer=dict(type="SGD", lr=0.1))
     return Runner(
@@ -41,7 +41,7 @@ def build(work_dir: Path) -> Runner:
         work_dir,
         train_dataloader=dict(dataset=[{"x": torch.ones(2)}] * 4, batch_size=1),
         train_cfg=dict(by_epoch=True, max_epochs=1),
-        optim_wrapper=dict(generator=member, discriminator=member),
+        optim_wrapper=dict(generator=member, discriminator=member) if per_part else member,
         default_hooks=dict(logger=None, checkpoint=None),
     )
 
@@ -56,7 +56,7 @@ def dict_no_wrapper(work_dir: Path) -> None:
 
 
 def failed_save(work_dir: Path) -> None:
-    runner = build(work_dir)
+    runner = build(work_dir, per_part=False)
     save.save_checkpoint(runner, "epoch_1")
     if rank() == 1:
         real = save.write_json

@@ -40,7 +40,9 @@ def test_optim_wrapper_dict_without_model_wrapper_builds_on_two_processes(tmp_pa
         "BUILT rank=0",
         "BUILT rank=1",
     ], report
-    assert "optim_wrapper has members ['generator', 'discriminator']" in proc.stdout + proc.stderr, report
+    assert (
+        "optim_wrapper has members ['generator', 'discriminator']" in proc.stdout + proc.stderr
+    ), report
 
 
 def test_a_save_failing_on_one_rank_raises_on_every_rank(tmp_path):

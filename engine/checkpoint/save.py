@@ -26,7 +26,8 @@ Finding the latest checkpoint and reading engine_state.json are `engine.checkpoi
 job, writing the weights out for inference `engine.checkpoint.export`'s (both re-exported here).
 
 Exactness of resume (bit-identical weights on CPU): the loops skip consumed batches with
-``accelerate.skip_first_batches`` (indices only, nothing is loaded), the schedules are pure
+``accelerate.skip_first_batches`` (indices only, nothing is loaded; loaders with workers
+replay them, workers seeded as before, so worker-side augmentation repeats), the schedules are pure
 functions of the counters, the optimizer state and counters come back, and the generators
 are restored at the point in the loop where they were captured. Not reproduced: random
 numbers that the *dataset* draws from the global generators while batches are prefetched

@@ -3,7 +3,9 @@
 A resumed run continues exactly as the uninterrupted one: weights, optimizer state and
 param-group values, counters (so the data position, schedule values and accumulation
 window), hook states, the sampler's seed and the random generators all come back. The
-loops then skip the consumed batches without loading them (`engine.runner.loops`).
+loops then skip the consumed batches without loading them (DataLoader workers replay them,
+see `engine.runner.loops`). What differs from the saved run is named or refused by
+`engine.runner.resume_checks`.
 
 Example:
     >>> load_checkpoint(runner, resume=True)            # what Runner.train() does first

@@ -44,13 +44,17 @@ def check_optimizer_fits(runner: Any, saved: dict, folder: Path) -> None:
             continue
         optimizer = getattr(wrapper.optimizer, "optimizer", wrapper.optimizer)
         current = optimizer.param_groups
-        needed = set(current[0]) - {"params", "initial_lr"}
-        lacking = sorted(needed - set(groups[0]))
-        if lacking:
+        # Another type both lacks this one's settings and has settings of its own (betas in
+        # an SGD); a newer torch only adds settings, which it fills in when loading.
+        ours, saved_keys = set(current[0]) - {"params", "initial_lr"}, set(groups[0])
+        lacking = sorted(ours - saved_keys)
+        foreign = sorted(saved_keys - ours - {"params", "initial_lr"})
+        if lacking and foreign:
             raise CheckpointError(
-                f"{folder} holds {name} state of another optimizer type (its param groups lack "
-                f"{lacking}, which this run's {type(optimizer).__name__} needs); resume with the "
-                "optimizer it was saved with, or pass the checkpoint as load_from to start anew"
+                f"{folder} holds {name} state of another optimizer type (its param groups have "
+                f"{foreign} and lack {lacking}, which this run's {type(optimizer).__name__} "
+                "needs); resume with the optimizer it was saved with, or pass the checkpoint "
+                "as load_from to start anew"
             )
         key = "initial_lr" if "initial_lr" in groups[0] and "initial_lr" in current[0] else "lr"
         was, now = groups[0].get(key), current[0].get(key)
