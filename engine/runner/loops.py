@@ -8,6 +8,7 @@ tensor back to the host: losses stay on the device for the hooks.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from engine.checkpoint import rng
 from engine.optim.optim_wrapper_dict import members
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
+
+logger = logging.getLogger("engine")
 
 
 def step_owner(model: nn.Module, accelerator: Any = None) -> Any:
@@ -66,6 +69,12 @@ def _batches_from(dataloader: Any, state: TrainState, device: Any = None) -> Ite
     workers = isinstance(dataloader, torch.utils.data.DataLoader) and dataloader.num_workers > 0
     if workers and not dataloader.persistent_workers:
         _seed_workers(dataloader, state, resumed=skip > 0)
+    elif workers and skip:
+        logger.warning(
+            "Resuming inside a pass with persistent_workers=True: the workers' random "
+            "streams (augmentation) differ from the interrupted run's; "
+            "persistent_workers=False resumes exactly"
+        )
     if skip == 0:
         return prefetch_to_device(dataloader, device)
     if workers or not isinstance(dataloader, torch.utils.data.DataLoader):
