@@ -58,7 +58,7 @@ def test_layout_of_a_checkpoint_folder(tmp_path):
     assert state["format"] == "engine.checkpoint" and state["version"] == 1
     assert state["train_state"] | {"best_scores": {}} == dict(
         epoch=1, iter=6, step=6, inner_iter=3, max_epochs=2, max_iters=None,
-        best_scores={}, should_stop=False,
+        best_scores={}, should_stop=False, end_of_epoch=True, loader_seed=None,
     )  # fmt: skip
     assert state["hooks"]["CheckpointHook"]["kept"] == ["epoch_1", "epoch_2"]
     assert state["meta"]["train_batches"] == 3 and state["meta"]["data_seed"] == 0

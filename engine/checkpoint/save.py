@@ -26,7 +26,8 @@ Finding the latest checkpoint and reading engine_state.json are `engine.checkpoi
 job, writing the weights out for inference `engine.checkpoint.export`'s (both re-exported here).
 
 Exactness of resume (bit-identical weights on CPU): the loops skip consumed batches with
-``accelerate.skip_first_batches`` (indices only, nothing is loaded), the schedules are pure
+``accelerate.skip_first_batches`` (indices only, nothing is loaded; loaders with workers
+replay them, workers seeded as before, so worker-side augmentation repeats), the schedules are pure
 functions of the counters, the optimizer state and counters come back, and the generators
 are restored at the point in the loop where they were captured. Not reproduced: random
 numbers that the *dataset* draws from the global generators while batches are prefetched
@@ -149,10 +150,14 @@ def save_checkpoint(
     model_state = _model_state_dict(runner)
 
     final, tmp = work_dir / name, work_dir / f".tmp_{name}"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
+    error = None
+    try:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+    except Exception as err:
+        error = err
+    _agree_or_raise(acc, error, tmp, name, work_dir)  # also the barrier before writing
     try:
         if acc.is_main_process:
             _write_model(tmp, model_state)
@@ -163,24 +168,51 @@ def save_checkpoint(
             write_json(tmp / STATE, payload)
         if resumable:
             write_json(tmp / f"rng_state_{acc.process_index}.json", rng.to_json(rng.capture()))
-    except OSError as err:
-        # A failed write (a full disk) leaves work_dir as it was: no partial folder.
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(
-            f"saving checkpoint {name!r} in {work_dir} failed ({err.strerror or err}); "
-            "the previous checkpoint is intact"
-        ) from err
+    except Exception as err:
+        error = err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        fsync_dir(tmp)
-        _publish(tmp, final)
-        if update_last:
-            write_text_atomic(work_dir / LAST, name + "\n")
-    acc.wait_for_everyone()
+    _agree_or_raise(acc, error, tmp, name, work_dir)
+    try:
+        if acc.is_main_process:
+            fsync_dir(tmp)
+            _publish(tmp, final)
+            if update_last:
+                write_text_atomic(work_dir / LAST, name + "\n")
+    except Exception as err:
+        error = err
+    _agree_or_raise(acc, error, tmp, name, work_dir)
     return final
+
+
+def _agree_or_raise(
+    acc: Any, error: Exception | None, tmp: Path, name: str, work_dir: Path
+) -> None:
+    """Meet the other processes and learn whether any failed; if one did, every process
+    raises (none is left waiting for the others in a barrier) and the partial folder goes:
+    work_dir stays as it was (a failed write, a full disk)."""
+    failed = error is not None
+    if acc.num_processes > 1:
+        from accelerate.utils import reduce
+
+        flag = torch.tensor([1.0 if failed else 0.0], device=acc.device)
+        failed = bool(reduce(flag, reduction="sum").item() > 0)
+    if not failed:
+        return
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if error is None:
+        raise CheckpointError(
+            f"saving checkpoint {name!r} in {work_dir} failed on another process; "
+            "the previous checkpoint is intact"
+        )
+    if isinstance(error, OSError):
+        raise CheckpointError(
+            f"saving checkpoint {name!r} in {work_dir} failed ({error.strerror or error}); "
+            "the previous checkpoint is intact"
+        ) from error
+    raise error
 
 
 def _write_model(folder: Path, state: dict[str, torch.Tensor]) -> None:

@@ -70,6 +70,15 @@ def make_accelerator(
     )
 
 
+def warn_if_fp16_on_cpu(accelerator: Any) -> None:
+    """fp16 autocast needs a GPU: on a CPU Accelerate runs in fp32 without a word."""
+    if str(accelerator.mixed_precision) == "fp16" and accelerator.device.type == "cpu":
+        logger.warning(
+            "mixed_precision='fp16' has no effect on a CPU: this run computes in fp32; "
+            "use mixed_precision='bf16' for reduced precision on a CPU"
+        )
+
+
 # -- seeding --------------------------------------------------------------------------
 def check_randomness(cfg: Any) -> dict:
     """``randomness=dict(seed=None, deterministic=False, diff_rank_seed=False)``, checked."""
@@ -160,7 +169,7 @@ def warn_if_whole_model_ddp_with_members(optim_wrapper: Any) -> None:
             "optim_wrapper has members %s but model_wrapper=None puts the whole model in one "
             "DDP, which reduces gradients only for forwards that go through it; a train_step "
             "that calls sub-modules directly (a GAN) needs model_wrapper='separate'",
-            sorted(members),
+            list(optim_wrapper.keys()),
         )
 
 
@@ -180,6 +189,27 @@ def prepare_loader(loader: Any, accelerator: Any, name: str, prefetched: bool = 
         placement = False if _place_batches_ourselves(loader, accelerator, prefetched) else None
         return accelerator.prepare_data_loader(loader, device_placement=placement)
     return loader
+
+
+def check_has_batches(loader: Any) -> None:
+    """Refuse a training loader with no batches (an empty dataset, or ``drop_last`` with a
+    batch larger than the dataset): training would do nothing and save an untrained model."""
+    try:
+        length = len(loader)
+    except TypeError:  # an iterable of unknown length
+        return
+    if length == 0:
+        dataset = getattr(loader, "dataset", None)
+        try:
+            size = f"{len(dataset)} samples" if dataset is not None else "unknown size"
+        except TypeError:
+            size = "unknown size"
+        raise ValueError(
+            f"train_dataloader yields no batches (dataset of {size}, "
+            f"batch_size={getattr(loader, 'batch_size', None)}, "
+            f"drop_last={getattr(loader, 'drop_last', None)}); nothing to train: give it at "
+            "least one batch (a smaller batch_size or drop_last=False)"
+        )
 
 
 def prefetch_device(accelerator: Any) -> torch.device | None:

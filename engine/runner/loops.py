@@ -8,6 +8,7 @@ tensor back to the host: losses stay on the device for the hooks.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from engine.checkpoint import rng
 from engine.optim.optim_wrapper_dict import members
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
+
+logger = logging.getLogger("engine")
 
 
 def step_owner(model: nn.Module, accelerator: Any = None) -> Any:
@@ -48,22 +51,52 @@ def _set_epoch(dataloader: Any, epoch: int) -> None:
             sampler.set_epoch(epoch)
 
 
-def _batches_from(dataloader: Any, epoch: int, skip: int, device: Any = None) -> Iterable:
-    """Iterate one pass of `dataloader` from batch `skip`, without loading skipped batches;
-    with a CUDA `device`, each batch is copied there one step ahead (`prefetch_to_device`)."""
+def _batches_from(dataloader: Any, state: TrainState, device: Any = None) -> Iterable:
+    """Iterate one pass of `dataloader` from batch ``state.inner_iter``; with a CUDA
+    `device`, each batch is copied there one step ahead (`prefetch_to_device`).
+
+    Skipped batches are not loaded, except with DataLoader workers: their random streams
+    (augmentation) depend on the batches each worker loaded before, so a resumed pass
+    replays the skipped batches through fresh workers seeded as the interrupted pass was
+    (``state.loader_seed``), and drops them.
+    """
+    epoch, skip = state.epoch, state.inner_iter
     _set_epoch(dataloader, epoch)
-    if skip == 0:
-        return prefetch_to_device(dataloader, device)
-    if skip >= _length(dataloader):
+    if skip >= _length(dataloader) and skip > 0:
         # Resumed at the pass's end: no iterator, since creating one draws a seed from the
         # global RNG that the uninterrupted run did not draw here (exact resume).
         return ()
-    if not isinstance(dataloader, torch.utils.data.DataLoader):
+    workers = isinstance(dataloader, torch.utils.data.DataLoader) and dataloader.num_workers > 0
+    if workers and not dataloader.persistent_workers:
+        _seed_workers(dataloader, state, resumed=skip > 0)
+    elif workers and skip:
+        logger.warning(
+            "Resuming inside a pass with persistent_workers=True: the workers' random "
+            "streams (augmentation) differ from the interrupted run's; "
+            "persistent_workers=False resumes exactly"
+        )
+    if skip == 0:
+        return prefetch_to_device(dataloader, device)
+    if workers or not isinstance(dataloader, torch.utils.data.DataLoader):
         # A plain iterable (a list in a notebook) has no sampler to skip with: step over.
         return prefetch_to_device(itertools.islice(dataloader, skip, None), device)
     from accelerate import skip_first_batches
 
     return prefetch_to_device(skip_first_batches(dataloader, skip), device)
+
+
+def _seed_workers(dataloader: Any, state: TrainState, resumed: bool) -> None:
+    """Give the pass's workers a base seed kept in ``state.loader_seed``.
+
+    The seed is drawn from the global generator at the pass's start, as DataLoader itself
+    would (the run's random streams are unchanged), and handed over through the loader's
+    ``generator``; a pass resumed from a checkpoint reuses the saved one.
+    """
+    if not resumed or state.loader_seed is None:
+        state.loader_seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    # Accelerate's DataLoaderShard draws the seed through the DataLoader it wraps.
+    inner = getattr(dataloader, "base_dataloader", dataloader)
+    inner.generator = torch.Generator().manual_seed(state.loader_seed)
 
 
 def _length(dataloader: Any) -> float:
@@ -119,20 +152,26 @@ def train_epochs(runner: Any, state: TrainState) -> TrainState:
     steps = step_owner(model, runner.accelerator)
     max_counts = _counts(runner, state)
     acc = _sync_counts(runner, state, max_counts)
+    if state.end_of_epoch:
+        # Resumed from a checkpoint saved at an epoch's end: that epoch, its hooks and its
+        # validation are done; continue with the next one, as the uninterrupted run did.
+        state.epoch, state.inner_iter, state.end_of_epoch = state.epoch + 1, 0, False
     hooks.call("before_train", runner)
     while state.epoch < state.max_epochs and not state.should_stop:
         hooks.call("before_train_epoch", runner)
         model.train()
-        batches = _batches_from(dataloader, state.epoch, state.inner_iter, device)
+        batches = _batches_from(dataloader, state, device)
         for data_batch in batches:
             _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
             if state.should_stop:
                 break
         if state.should_stop and state.inner_iter < len(dataloader):
             break  # stopped mid-epoch (a signal): resume continues this epoch
+        state.end_of_epoch = True
         hooks.call("after_train_epoch", runner)
         state.epoch += 1
         state.inner_iter = 0
+        state.end_of_epoch = False
         if _should_validate(runner, state.epoch, state.epoch == state.max_epochs):
             evaluate(runner, runner.val_dataloader, runner.val_evaluator, "val")
     hooks.call("after_train", runner)
@@ -143,7 +182,7 @@ def _cycle(dataloader: Any, state: TrainState, device: Any = None) -> Iterator:
     """Endless batches; each new pass bumps ``state.epoch`` and reseeds the sampler.
     (Prefetching stays inside a pass, so the epoch is bumped when the pass really ends.)"""
     while True:
-        yield from _batches_from(dataloader, state.epoch, state.inner_iter, device)
+        yield from _batches_from(dataloader, state, device)
         state.epoch += 1
         state.inner_iter = 0
 

@@ -3,7 +3,9 @@
 A resumed run continues exactly as the uninterrupted one: weights, optimizer state and
 param-group values, counters (so the data position, schedule values and accumulation
 window), hook states, the sampler's seed and the random generators all come back. The
-loops then skip the consumed batches without loading them (`engine.runner.loops`).
+loops then skip the consumed batches without loading them (DataLoader workers replay them,
+see `engine.runner.loops`). What differs from the saved run is named or refused by
+`engine.runner.resume_checks`.
 
 Example:
     >>> load_checkpoint(runner, resume=True)            # what Runner.train() does first
@@ -36,6 +38,7 @@ from engine.checkpoint.save import (
     work_dir_of,
 )
 from engine.hooks.hook import Hook
+from engine.runner.resume_checks import check_optimizer_fits, replan_for_data, report_changes
 
 logger = logging.getLogger("engine")
 
@@ -74,6 +77,20 @@ def load_checkpoint(
     return None
 
 
+def load_eval_weights(
+    runner: Any, resume: bool | str | Path = False, load_from: Any = None
+) -> None:
+    """Load the weights that `load_checkpoint` would resume or load, and nothing else:
+    what ``val()``/``test()`` evaluate when they run before any training."""
+    source = load_from
+    if resume and resume is not True:
+        source = resume
+    elif resume is True and getattr(runner, "work_dir", None) is not None:
+        source = find_latest_checkpoint(work_dir_of(runner)) or load_from
+    if source is not None:
+        load_weights(runner, source)
+
+
 def _is_resumable(source: Any) -> bool:
     path = Path(source["path"] if isinstance(source, dict) else source)
     return path.is_dir() and (path / STATE).is_file() and (path / OPTIMIZER).is_file()
@@ -101,6 +118,7 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
         state = torch_load_weights_only(
             folder / OPTIMIZER, "the OptimWrapper.state_dict() that engine saves"
         )
+        check_optimizer_fits(runner, state, folder)
         try:
             runner.optim_wrapper.load_state_dict(state)
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
@@ -108,6 +126,7 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
                 f"{folder / OPTIMIZER} does not fit this run's optimizer: {str(err).splitlines()[0]}"
             ) from None
     _load_hook_states(runner, checkpoint["hooks"], folder)
+    report_changes(runner, checkpoint["train_state"], checkpoint["meta"], folder)
     _load_train_state(runner, checkpoint["train_state"], folder)
     _check_data(runner, checkpoint["meta"], folder)
     _restore_rng_at_resume_point(runner, folder, checkpoint["meta"])
@@ -153,12 +172,7 @@ def _load_hook_states(runner: Any, saved: dict, folder: Path) -> None:
 
 def _check_data(runner: Any, meta: dict, folder: Path) -> None:
     loader = getattr(runner, "train_dataloader", None)
-    length, saved = loader_length(loader), meta.get("train_batches")
-    if saved is not None and length is not None and saved != length:
-        logger.warning(
-            "%s was saved with %d batches per epoch, this run has %d: the data position is not exact",
-            folder, saved, length,
-        )  # fmt: skip
+    replan_for_data(runner, meta.get("train_batches"), meta, folder)
     sampler, seed = seedable_sampler(loader), meta.get("data_seed")
     if sampler is not None and seed is not None and int(sampler.initial_seed) != seed:
         # An unseeded run drew its shuffling seed at random: keep the saved run's order.
@@ -191,7 +205,15 @@ def _restore_rng_at_resume_point(runner: Any, folder: Path, meta: dict) -> None:
     """
     acc = runner.accelerator
     path = folder / f"rng_state_{acc.process_index}.json"
-    if meta.get("num_processes") != acc.num_processes or not path.is_file():
+    same_processes = meta.get("num_processes") == acc.num_processes
+    if same_processes and not path.is_file():
+        # Every process of the saving run wrote its file: a missing one means the folder
+        # is incomplete (copied in part, edited), and resuming from it would not be exact.
+        raise CheckpointError(
+            f"{folder} is incomplete: {path.name} is missing (each of its "
+            f"{acc.num_processes} processes saved one); resume from a complete checkpoint"
+        )
+    if not same_processes:
         logger.warning(
             "%s was saved by %s processes, this run has %d: random states are not restored",
             folder, meta.get("num_processes"), acc.num_processes,

@@ -28,6 +28,7 @@ from engine.optim.optim_wrapper_dict import members
 from engine.runner import loops
 from engine.runner.accelerate_setup import (
     apply_randomness,
+    check_has_batches,
     check_randomness,
     make_accelerator,
     needs_joint_prepare,
@@ -36,11 +37,12 @@ from engine.runner.accelerate_setup import (
     prepare_optimizers,
     prepare_with_optimizers,
     seed_worker,
+    warn_if_fp16_on_cpu,
     warn_if_whole_model_ddp_with_members,
 )
 from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
 from engine.runner.log_setup import setup_logging
-from engine.runner.resume import load_checkpoint
+from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.train_state import TrainState, updates_done
 
 logger = logging.getLogger("engine")
@@ -124,6 +126,7 @@ class Runner:
             precision, self.work_dir, randomness["seed"], log_with
         )
         setup_logging(self.accelerator, self.work_dir)
+        warn_if_fp16_on_cpu(self.accelerator)
         if self.work_dir is not None and self.accelerator.is_main_process:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         apply_randomness(self.accelerator, randomness)
@@ -177,6 +180,9 @@ class Runner:
             self.hooks.add(NanGuardHook(nan_policy))
         self.load_from = load_from
         self.resume_from = resume
+        # What of load_from/resume is in the model: None, "weights" (val()/test() ran
+        # first) or "all" (train() resumed). Loaded once: later calls keep trained weights.
+        self._loaded: str | None = None
         self.launcher = launcher
         self._log_with = log_with
         self.last_metrics: dict = {}
@@ -234,6 +240,7 @@ class Runner:
                 f"{given} is set but {lacking} is None, so training could never validate; "
                 "pass both (e.g. val_evaluator=Accuracy()) or neither"
             )
+        check_has_batches(self.train_dataloader)
         if self._log_with is not None and not self.accelerator.trackers:
             # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
             name = self.work_dir.name if self.work_dir is not None else "engine"
@@ -242,7 +249,8 @@ class Runner:
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends.
         with handling_signals(self.hooks):
-            self._load_checkpoint()
+            if self._loaded != "all":
+                self._load_checkpoint()
             train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
             self.state = train(self, self.state)
         self.hooks.call("after_run", self)
@@ -256,6 +264,7 @@ class Runner:
         """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
         if self.val_dataloader is None or self.val_evaluator is None:
             raise ValueError("val() needs val_dataloader and val_evaluator")
+        self._load_checkpoint(weights_only=True)
         self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
         return self.last_metrics
 
@@ -267,9 +276,17 @@ class Runner:
         return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
 
     def _load_checkpoint(self, weights_only: bool = False) -> None:
-        if not (self.load_from or self.resume_from):
+        """Load ``load_from``/``resume`` before whatever runs first: all of it for training,
+        the weights alone for val()/test(). Nothing is reloaded after that, so evaluating
+        after train() scores the trained weights."""
+        if self._loaded == "all" or (weights_only and self._loaded == "weights"):
             return
-        load_checkpoint(self, False if weights_only else self.resume_from, self.load_from)
+        if self.load_from or self.resume_from:
+            if weights_only:
+                load_eval_weights(self, self.resume_from, self.load_from)
+            else:
+                load_checkpoint(self, self.resume_from, self.load_from)
+        self._loaded = "weights" if weights_only else "all"
 
     def _default_checkpoint_hook(self) -> Any:
         """MMEngine's default: a checkpoint every epoch (by iterations: at the end)."""

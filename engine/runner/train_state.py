@@ -22,6 +22,10 @@ class TrainState:
         best_scores: best value per metric name seen so far, for best-checkpoint logic.
         should_stop: set by a hook (early stopping, a signal) to end training at the
             next safe point.
+        loader_seed: the base seed of the current pass's DataLoader workers, so that a
+            run resumed inside the pass seeds its workers alike (None without workers).
+        end_of_epoch: True while the ``after_train_epoch`` hooks run: a checkpoint saved
+            then holds a finished epoch, and a run resumed from it starts the next one.
 
     Example:
         >>> state = TrainState(max_epochs=3)
@@ -37,6 +41,8 @@ class TrainState:
     max_iters: int | None = None
     best_scores: dict[str, float] = field(default_factory=dict)
     should_stop: bool = False
+    end_of_epoch: bool = False
+    loader_seed: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
