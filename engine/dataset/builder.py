@@ -102,7 +102,9 @@ def _build_dataset(dataset: Any, name: str) -> Any:
     try:
         built = kind(**kwargs)
     except TypeError as err:
-        raise TypeError(f"{name} dataset {kind.__name__} rejected {sorted(kwargs)}: {err}") from None
+        raise TypeError(
+            f"{name} dataset {kind.__name__} rejected {sorted(kwargs)}: {err}"
+        ) from None
     if hasattr(built, "full_init"):  # MMEngine's lazily initialised datasets
         built.full_init()
     return built
