@@ -234,3 +234,28 @@ def test_validation_loss_is_logged_when_val_step_returns_losses(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
     val = [r for r in records if r["mode"] == "val"]
     assert val and val[-1]["val_loss"] == pytest.approx(mse)
+
+
+class BatchAccuracy(BaseMetric):
+    """MMEngine's 15-minute tutorial metric: one result per batch."""
+
+    def process(self, data_batch, data_samples):
+        score, gt = data_samples
+        self.results.append(
+            {"batch_size": len(gt), "correct": (score.argmax(dim=1) == gt).sum().cpu()}
+        )
+
+    def compute_metrics(self, results):
+        total_correct = sum(item["correct"] for item in results)
+        total_size = sum(item["batch_size"] for item in results)
+        return dict(accuracy=100 * total_correct / total_size)
+
+
+def test_a_per_batch_metric_from_the_tutorial_evaluates_without_a_lost_results_warning(recwarn):
+    evaluator = Evaluator(dict(type=BatchAccuracy))
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.5, 0.4]])
+    labels = torch.tensor([0, 1, 1, 1, 0])
+    for start in range(0, 5, 2):
+        evaluator.process((scores[start : start + 2], labels[start : start + 2]))
+    assert float(evaluator.evaluate(5)["accuracy"]) == pytest.approx(80.0)
+    assert not [w for w in recwarn if "collected" in str(w.message)]

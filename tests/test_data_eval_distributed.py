@@ -1,4 +1,5 @@
-"""engine.dataset's samplers and collate dicts under two real processes (tests/dist_dataset_script.py)."""
+"""engine.dataset's samplers and collate dicts, and the validation loss, under two real
+processes (tests/dist_data_eval_script.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parent / "dist_dataset_script.py"
+SCRIPT = Path(__file__).parent / "dist_data_eval_script.py"
 
 
 def _free_port() -> int:
@@ -31,7 +32,7 @@ def launch(tmp_path_factory):
     return proc
 
 
-@pytest.mark.parametrize("scenario", ["sampler_dict", "built_sampler", "resume"])
+@pytest.mark.parametrize("scenario", ["sampler_dict", "built_sampler", "resume", "val_loss"])
 def test_two_processes(launch, scenario):
     report = f"\n--- stdout\n{launch.stdout[-4000:]}\n--- stderr\n{launch.stderr[-4000:]}"
     assert f"PASS {scenario}" in launch.stdout, report

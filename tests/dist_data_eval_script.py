@@ -1,6 +1,7 @@
-"""engine.dataset under two processes, run by tests/test_dataset_distributed.py.
+"""engine.dataset and the validation loss under two processes, run by
+tests/test_data_eval_distributed.py.
 
-Usage: ``accelerate launch --multi_gpu --num_processes 2 tests/dist_dataset_script.py OUT``.
+Usage: ``accelerate launch --multi_gpu --num_processes 2 tests/dist_data_eval_script.py OUT``.
 Every rank asserts; the main process prints ``PASS <scenario>`` for each scenario passed.
 """
 
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from engine import BaseModel, CheckpointHook, Hook, Runner
+from engine import BaseMetric, BaseModel, CheckpointHook, Hook, Runner
 from engine.dataset import DefaultSampler, pseudo_collate
 
 N = 16
@@ -69,6 +70,47 @@ def run(loader, work_dir, crash=None, resume=False, epochs=2):
     )
 
 
+class LossElement:
+    """A stand-in for the BaseDataElement holding only `loss` that val_step appends."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def keys(self):
+        return ["loss"]
+
+
+class ValLoss(Recorder):
+    def val_step(self, data):
+        x = torch.stack(data["x"])
+        return [float(v) for v in x] + [LossElement(dict(loss_x=x.mean()))]
+
+
+class Count(BaseMetric):
+    default_prefix = "count"
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(data_samples)
+
+    def compute_metrics(self, results):
+        return {"n": len(results), "sum": sum(results)}
+
+
+def val_loss_scenario(out):
+    runner = Runner(
+        model=ValLoss(),
+        work_dir=None,
+        val_dataloader=dict(
+            dataset=Indexed(8), batch_size=2, collate_fn=dict(type="pseudo_collate")
+        ),
+        val_evaluator=dict(type=Count),
+    )
+    metrics = runner.val()
+    # 4 batches of 2 over both ranks: the mean of the batch means is the mean of 0..7.
+    assert metrics["loss_x"] == 3.5 and metrics["val_loss"] == 3.5, metrics
+    assert metrics["count/n"] == 8 and metrics["count/sum"] == 28.0, metrics
+
+
 def gathered(seen):
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, seen)
@@ -116,6 +158,10 @@ def main(out: Path) -> None:
         assert torch.equal(a, b)
     if rank == 0:
         print("PASS resume", flush=True)
+
+    val_loss_scenario(out)
+    if rank == 0:
+        print("PASS val_loss", flush=True)
 
 
 if __name__ == "__main__":
