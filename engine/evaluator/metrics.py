@@ -13,6 +13,11 @@ from engine.evaluator.metric import BaseMetric
 from engine.evaluator.regression import MAE, MSE
 from engine.evaluator.segmentation import IoUMetric
 
+try:  # metrics that ported code registers by name (@METRICS.register_module())
+    from engine.registry import METRICS as _REGISTERED_METRICS
+except ImportError:  # a tree without engine.registry: classes and stock names only
+    _REGISTERED_METRICS = None
+
 logger = logging.getLogger("engine")
 
 
@@ -125,8 +130,9 @@ _STOCK_METRICS = {
 
 
 def build_metric(cfg: BaseMetric | dict) -> BaseMetric:
-    """A metric from ``dict(type=SomeMetricClass, ...)`` or a stock name
-    (``dict(type='Accuracy', topk=5)``); a built metric passes.
+    """A metric from ``dict(type=SomeMetricClass, ...)``, a stock name
+    (``dict(type='Accuracy', topk=5)``) or a name registered in ``engine.registry.METRICS``;
+    a built metric passes.
 
     Raises:
         TypeError/ValueError: one line naming what was wrong and what is accepted.
@@ -138,7 +144,11 @@ def build_metric(cfg: BaseMetric | dict) -> BaseMetric:
             f"cannot build a metric from {cfg!r}; accepted: a BaseMetric or dict(type=..., ...)"
         )
     kind = cfg["type"]
-    cls = _STOCK_METRICS.get(kind) if isinstance(kind, str) else kind
+    cls = kind
+    if isinstance(kind, str):
+        cls = _STOCK_METRICS.get(kind)
+        if cls is None and _REGISTERED_METRICS is not None:
+            cls = _REGISTERED_METRICS.get(kind)
     if not (isinstance(cls, type) and issubclass(cls, BaseMetric)):
         raise ValueError(
             f"cannot build a metric from {cfg!r}; accepted: a BaseMetric subclass or "
