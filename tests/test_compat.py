@@ -4,6 +4,7 @@ optimizer_config, lr_config and log_config translate into engine's wrappers, sch
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -109,6 +110,10 @@ def test_the_seeds_mmcv_example_equals_the_basemodel_path(tmp_path, grad_clip):
     ).train()
     # Same keys (the adapter adds none), same weights; and they moved.
     assert model.state_dict().keys() == rewritten.state_dict().keys()
+    # MMCV's log_vars (floats) are logged like any engine run's scalars, every 10 iterations.
+    lines = (tmp_path / "mmcv" / "scalars.jsonl").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert len(logged) == 10 and {"loss", "loss1", "loss2", "lr"} <= set(logged[0])
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, rewritten.state_dict()[key], atol=1e-6, rtol=0)
         assert not torch.equal(value, _seed_weights()[key])
@@ -156,7 +161,9 @@ def test_an_mmcv_gan_stepping_its_optimizers_equals_plain_pytorch(tmp_path):
     reference = copy.deepcopy(gan)
     optimizer = dict(generator=dict(type="Adam", lr=1e-3), discriminator=dict(type="SGD", lr=0.05))
     runner = IterBasedRunner(model=gan, work_dir=tmp_path, optimizer=optimizer, max_iters=6)
-    runner.register_training_hooks(lr_config=dict(policy="fixed"), optimizer_config=None)
+    # MMCV applies lr_config to every optimizer of the dict, each from its own base lr.
+    lr_config = dict(policy="step", step=[3], gamma=0.1, by_epoch=False)
+    runner.register_training_hooks(lr_config=lr_config, optimizer_config=None)
     runner.run([DataLoader(_gan_data(), batch_size=3)], [("train", 1)])
 
     opts = dict(
@@ -165,6 +172,8 @@ def test_an_mmcv_gan_stepping_its_optimizers_equals_plain_pytorch(tmp_path):
     )
     batches = list(DataLoader(_gan_data(), batch_size=3))
     for it in range(6):
+        for opt, base in ((opts["generator"], 1e-3), (opts["discriminator"], 0.05)):
+            opt.param_groups[0]["lr"] = base * 0.1 ** (it >= 3)
         reference.train_step(batches[it % len(batches)], opts)
     for (key, a), b in zip(gan.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=key)

@@ -230,8 +230,9 @@ class Dropout(BaseModel):
         return {"loss": self.net(torch.stack(x)).pow(2).mean()}
 
 
-def _dropout_run(work_dir, crash=None, resume=False):
+def _dropout_run(work_dir, crash=None, resume=False, sampler="DefaultSampler"):
     torch.manual_seed(0)
+    by_epoch = sampler == "DefaultSampler"
     return Runner(
         model=Dropout(),
         work_dir=work_dir,
@@ -239,9 +240,11 @@ def _dropout_run(work_dir, crash=None, resume=False):
             dataset=Indexed(10, 0.1),
             batch_size=2,
             collate_fn=dict(type="pseudo_collate"),
-            sampler=dict(type="DefaultSampler", shuffle=True),
+            sampler=dict(type=sampler, shuffle=True),
         ),  # fmt: skip
-        train_cfg=dict(by_epoch=True, max_epochs=2),
+        train_cfg=dict(by_epoch=True, max_epochs=2)
+        if by_epoch
+        else dict(by_epoch=False, max_iters=10),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
         default_hooks=dict(logger=None, checkpoint=CheckpointHook(interval=3, by_epoch=False)),
         custom_hooks=[CrashAt(crash)] if crash else [],
@@ -249,13 +252,14 @@ def _dropout_run(work_dir, crash=None, resume=False):
     )
 
 
-def test_mid_epoch_resume_with_sampler_and_collate_dicts_is_exact(tmp_path):
-    full = _dropout_run(tmp_path / "full")
+@pytest.mark.parametrize("sampler", ["DefaultSampler", "InfiniteSampler"])
+def test_mid_epoch_resume_with_sampler_and_collate_dicts_is_exact(tmp_path, sampler):
+    full = _dropout_run(tmp_path / "full", sampler=sampler)
     full.train()
-    with pytest.raises(KeyboardInterrupt):
-        _dropout_run(tmp_path / "run", crash=7).train()  # checkpoint at iter 6: epoch 1, batch 1
-    resumed = _dropout_run(tmp_path / "run", resume=True)
+    with pytest.raises(KeyboardInterrupt):  # checkpoint at iter 6: pass 1, batch 1
+        _dropout_run(tmp_path / "run", crash=7, sampler=sampler).train()
+    resumed = _dropout_run(tmp_path / "run", resume=True, sampler=sampler)
     resumed.train()
-    assert resumed.state.iter == 10 and resumed.state.epoch == 2
+    assert resumed.state.iter == 10
     for a, b in zip(full._raw_model.parameters(), resumed._raw_model.parameters()):
         assert torch.equal(a, b)

@@ -3,7 +3,11 @@
 MMEngine's samplers shard by rank themselves; here Accelerate shards, seeds and skips on
 resume, so `DefaultSampler`/`InfiniteSampler` (dicts or built) become the loader's seeded
 shuffle (``shuffle=...``; the seed, when one is given, is kept on the loader as
-``engine_sampler_seed`` for the Runner to hand to Accelerate's seedable sampler).
+``engine_sampler_seed`` for the Runner to hand to Accelerate's seedable sampler). Accelerate
+deals out whole batches and pads the last round as ``round_up=True`` does (the evaluator
+drops the padding); ``round_up=False`` is accepted and changes nothing. An
+``InfiniteSampler``'s endless stream becomes passes that the iteration loop cycles, each
+reshuffled with ``seed + pass``.
 
 Example:
     >>> loader = build_dataloader(dict(dataset=ds, batch_size=4,
