@@ -56,6 +56,15 @@ def test_default_collate_stacks_tensors_and_keeps_data_samples_in_a_list():
     with pytest.raises(RuntimeError, match="same length"):
         default_collate([[1, 2], [1]])
 
+    class Encoding(dict):  # dict-like with .to(), as transformers' BatchEncoding
+        def to(self, device):
+            return self
+
+    batch = default_collate(
+        [Encoding(ids=torch.tensor([1, 2])), Encoding(ids=torch.tensor([3, 4]))]
+    )
+    assert isinstance(batch, Encoding) and torch.equal(batch["ids"], torch.tensor([[1, 2], [3, 4]]))
+
 
 def test_default_sampler_is_a_seeded_permutation_sharded_by_rank():
     sampler = DefaultSampler(range(10), shuffle=True, seed=5)

@@ -25,7 +25,7 @@ def _collate(data_batch: Sequence, leaf: Any) -> Any:
             f"collate needs a non-empty list of samples, got {type(data_batch).__name__}"
         )
     item = data_batch[0]
-    if isinstance(item, (str, bytes)) or _is_data_element(item):
+    if isinstance(item, (str, bytes)):
         return list(data_batch)
     if isinstance(item, tuple) and hasattr(item, "_fields"):  # a named tuple keeps its type
         return type(item)(*(_collate(list(s), leaf) for s in zip(*data_batch)))
@@ -42,6 +42,8 @@ def _collate(data_batch: Sequence, leaf: Any) -> Any:
             return fields
     if isinstance(item, Mapping):
         return type(item)({key: _collate([d[key] for d in data_batch], leaf) for key in item})
+    if _is_data_element(item):  # after Mapping: a dict-like batch (BatchEncoding) is collated
+        return list(data_batch)
     return leaf(data_batch)
 
 
