@@ -55,7 +55,10 @@ def collect_results(results: list, batch_ends: Sequence[int], size: int | None) 
         # zip_longest: with even_batches=False the last processes may have one batch fewer.
         chunks = [c for batch in itertools.zip_longest(*per_rank) for c in batch if c is not None]
     flat = [r for chunk in chunks for r in chunk]
-    if size is not None and len(flat) < size:
+    # A metric that appends one result per batch (MMEngine's tutorial does) has fewer
+    # results than samples by design; fewer per-sample results mean some were lost.
+    per_batch = len(chunks) > 1 and all(len(c) == 1 for c in chunks)
+    if size is not None and len(flat) < size and not per_batch:
         warnings.warn(
             f"collected {len(flat)} results for a dataset of {size} samples", stacklevel=3
         )

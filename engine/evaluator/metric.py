@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 from engine.evaluator.collect import _recording_batches, collect_results
+
+logger = logging.getLogger("engine")
 
 
 class BaseMetric(ABC):
@@ -22,7 +25,14 @@ class BaseMetric(ABC):
         collect_device: ``'cpu'`` or ``'gpu'``; kept for MMEngine configs. Results are
             always moved to the CPU and gathered as pickled objects.
         prefix: Put before every key as ``'<prefix>/<key>'``; defaults to the class
-            attribute ``default_prefix``.
+            attribute ``default_prefix`` (a warning when neither is set, as MMEngine).
+        collect_dir: MMEngine's folder for collecting through files; only with
+            ``collect_device='cpu'``. Accepted and unused: results are gathered through
+            the process group.
+
+    Attributes:
+        dataset_meta: The dataset's meta information (class names, palette...), set by
+            the `Evaluator` or the user; ``None`` until then.
 
     Example:
         >>> class MeanError(BaseMetric):
@@ -38,11 +48,20 @@ class BaseMetric(ABC):
 
     default_prefix: str | None = None
 
-    def __init__(self, collect_device: str = "cpu", prefix: str | None = None) -> None:
+    def __init__(
+        self, collect_device: str = "cpu", prefix: str | None = None, collect_dir: str | None = None
+    ) -> None:
         if collect_device not in ("cpu", "gpu"):
             raise ValueError(f"collect_device must be 'cpu' or 'gpu', got {collect_device!r}")
+        if collect_dir is not None and collect_device != "cpu":
+            raise ValueError(
+                f"collect_dir could only be configured when collect_device='cpu', got {collect_device!r}"
+            )
         self.collect_device = collect_device
+        self.collect_dir = collect_dir
         self.prefix = prefix or self.default_prefix
+        if self.prefix is None:
+            logger.warning("The prefix is not set in metric class %s.", type(self).__name__)
         self.dataset_meta: dict | None = None
         self.results: list[Any] = []
         self._batch_ends: list[int] = []  # len(self.results) after each process() call

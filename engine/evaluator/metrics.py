@@ -1,13 +1,24 @@
-"""Stock metrics: `Accuracy` (top-k), and building a stock metric from its dict."""
+"""Stock metrics: `Accuracy` (top-k), and building any metric from its dict."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from engine.evaluator.dump_results import DumpResults
 from engine.evaluator.metric import BaseMetric
+from engine.evaluator.regression import MAE, MSE
+from engine.evaluator.segmentation import IoUMetric
+
+try:  # metrics that ported code registers by name (@METRICS.register_module())
+    from engine.registry import METRICS as _REGISTERED_METRICS
+except ImportError:  # a tree without engine.registry: classes and stock names only
+    _REGISTERED_METRICS = None
+
+logger = logging.getLogger("engine")
 
 
 def _labels_from(data_batch: Any) -> Any:
@@ -53,6 +64,7 @@ class Accuracy(BaseMetric):
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.topk = (topk,) if isinstance(topk, int) else tuple(topk)
+        self._warned_nan = False
         if not self.topk or any(not isinstance(k, int) or k < 1 for k in self.topk):
             raise ValueError(f"topk must be positive ints, got {topk!r}")
 
@@ -90,6 +102,16 @@ class Accuracy(BaseMetric):
             true = preds.gather(1, labels[:, None])
             earlier = torch.arange(num_classes, device=preds.device) < labels[:, None]
             ranks = (preds > true).sum(1) + ((preds == true) & earlier).sum(1)
+            # NaN compares false with everything, so a NaN score would rank first: a
+            # prediction with any NaN score is ranked last instead, wrong at every k.
+            nan = preds.isnan().any(1)
+            ranks = torch.where(nan, torch.full_like(ranks, num_classes), ranks)
+            if not self._warned_nan and bool(nan.any()):
+                self._warned_nan = True
+                logger.warning(
+                    "Accuracy: %d prediction(s) with NaN scores in a batch; counted as wrong",
+                    int(nan.sum()),
+                )
         self.results.extend(ranks.tolist())  # one host sync per batch, not per sample
 
     def compute_metrics(self, results: list) -> dict:
@@ -98,17 +120,44 @@ class Accuracy(BaseMetric):
         return {f"top{k}": 100.0 * sum(r < k for r in results) / n for k in self.topk}
 
 
-_STOCK_METRICS = {"Accuracy": Accuracy}
+_STOCK_METRICS = {
+    "Accuracy": Accuracy,
+    "DumpResults": DumpResults,
+    "IoUMetric": IoUMetric,
+    "MAE": MAE,
+    "MSE": MSE,
+}
 
 
 def build_metric(cfg: BaseMetric | dict) -> BaseMetric:
-    """Build a stock metric from ``dict(type='Accuracy', ...)``; a built metric passes."""
+    """A metric from ``dict(type=SomeMetricClass, ...)``, a stock name
+    (``dict(type='Accuracy', topk=5)``) or a name registered in ``engine.registry.METRICS``;
+    a built metric passes.
+
+    Raises:
+        TypeError/ValueError: one line naming what was wrong and what is accepted.
+    """
     if isinstance(cfg, BaseMetric):
         return cfg
-    if not isinstance(cfg, dict) or cfg.get("type") not in _STOCK_METRICS:
+    if not isinstance(cfg, dict) or "type" not in cfg:
         raise ValueError(
-            f"cannot build a metric from {cfg!r}; accepted: a BaseMetric or a dict with "
-            f"type in {sorted(_STOCK_METRICS)}"
+            f"cannot build a metric from {cfg!r}; accepted: a BaseMetric or dict(type=..., ...)"
+        )
+    kind = cfg["type"]
+    cls = kind
+    if isinstance(kind, str):
+        cls = _STOCK_METRICS.get(kind)
+        if cls is None and _REGISTERED_METRICS is not None:
+            cls = _REGISTERED_METRICS.get(kind)
+    if not (isinstance(cls, type) and issubclass(cls, BaseMetric)):
+        raise ValueError(
+            f"cannot build a metric from {cfg!r}; accepted: a BaseMetric subclass or "
+            f"one of {sorted(_STOCK_METRICS)} as type"
         )
     kwargs = {k: v for k, v in cfg.items() if k != "type"}
-    return _STOCK_METRICS[cfg["type"]](**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a misspelt argument: say which metric
+        raise TypeError(
+            f"metric {cls.__name__} rejected its arguments {sorted(kwargs)}: {err}"
+        ) from None

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from engine.dataset.builder import apply_sampler_seed
 from engine.model.base_model import attach_wrapper
 from engine.model.wrappers import DEFAULT_WRAPPER_NAMES, FSDP_WRAPPER_NAMES
 from engine.optim.optim_wrapper_dict import members
@@ -187,7 +188,9 @@ def prepare_loader(loader: Any, accelerator: Any, name: str, prefetched: bool = 
             # Accelerate copies the loader's arguments, this one included, when it shards it.
             loader.worker_init_fn = functools.partial(seed_worker, rank=accelerator.process_index)
         placement = False if _place_batches_ourselves(loader, accelerator, prefetched) else None
-        return accelerator.prepare_data_loader(loader, device_placement=placement)
+        prepared = accelerator.prepare_data_loader(loader, device_placement=placement)
+        apply_sampler_seed(prepared, getattr(loader, "engine_sampler_seed", None))
+        return prepared
     return loader
 
 

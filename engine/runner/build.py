@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from torch.utils.data import DataLoader
-
+from engine.dataset.builder import build_dataloader as build_dataset_loader
 from engine.evaluator.evaluator import Evaluator
 from engine.evaluator.metric import BaseMetric
 from engine.hooks.checkpoint_hook import CheckpointHook
@@ -73,40 +72,10 @@ def parse_train_cfg(cfg: dict) -> dict:
 
 
 def build_dataloader(cfg: Any, name: str) -> Any:
-    """A built loader is returned as is; ``dict(dataset=..., batch_size=..., shuffle=...)``
-    becomes a ``DataLoader`` (MMEngine's ``sampler=dict(type='DefaultSampler', shuffle=...)``
-    maps to ``shuffle``)."""
-    if not isinstance(cfg, dict):
-        if not hasattr(cfg, "__iter__"):
-            raise TypeError(
-                f"{name} must be a DataLoader, an iterable or a dict of DataLoader arguments, got {type(cfg).__name__}"
-            )
-        return cfg
-    cfg = dict(cfg)
-    if "dataset" not in cfg:
-        raise ValueError(f"{name} dict needs a 'dataset' (a built dataset), got keys {sorted(cfg)}")
-    if isinstance(cfg["dataset"], dict):
-        raise TypeError(
-            f"{name} dataset must be a built dataset object; engine has no dataset registry"
-        )
-    sampler = cfg.pop("sampler", None)
-    if isinstance(sampler, dict):
-        if sampler.get("type", "DefaultSampler") not in ("DefaultSampler", "InfiniteSampler"):
-            raise ValueError(
-                f"{name} sampler type {sampler.get('type')!r} is unknown; accepted: DefaultSampler, InfiniteSampler"
-            )
-        cfg.setdefault("shuffle", sampler.get("shuffle", True))
-    elif sampler is not None:
-        cfg["sampler"] = sampler
-    collate = cfg.get("collate_fn")
-    if isinstance(collate, dict):
-        if collate.get("type") not in ("default_collate", "pseudo_collate"):
-            raise ValueError(f"{name} collate_fn {collate!r} is unknown; pass a function")
-        cfg.pop("collate_fn")
-    try:
-        return DataLoader(**cfg)
-    except TypeError as err:
-        raise TypeError(f"{name}: DataLoader rejected the arguments: {err}") from None
+    """A built loader is returned as is; MMEngine's dataloader dict (``dataset``, ``sampler``,
+    ``collate_fn``, ``worker_init_fn`` as dicts too) becomes a ``DataLoader`` that Accelerate
+    shards (see `engine.dataset.builder`)."""
+    return build_dataset_loader(cfg, name)
 
 
 def build_evaluator(cfg: Any, name: str) -> Evaluator | None:

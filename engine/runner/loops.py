@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.checkpoint import rng
+from engine.evaluator.val_loss import StepLosses
 from engine.optim.optim_wrapper_dict import members
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
@@ -225,10 +226,11 @@ def evaluate(runner: Any, dataloader: Any, evaluator: Any, mode: str = "val") ->
     # Random numbers drawn while evaluating (the loader's seed, random augmentation) are
     # not taken from training's stream: training is the same with or without validation,
     # and a run resumed at a validation point stays exact.
+    losses = StepLosses()  # the loss, when val_step returns one (MMEngine's convention)
     with rng.preserved(), torch.no_grad(), autocast():
         for batch_idx, data_batch in enumerate(dataloader):
             hooks.call(f"before_{mode}_iter", runner, batch_idx=batch_idx, data_batch=data_batch)
-            outputs = step_fn(data_batch)
+            outputs = losses.take(step_fn(data_batch))
             evaluator.process(data_samples=outputs, data_batch=data_batch)
             hooks.call(
                 f"after_{mode}_iter",
@@ -238,6 +240,7 @@ def evaluate(runner: Any, dataloader: Any, evaluator: Any, mode: str = "val") ->
                 outputs=outputs,
             )
     metrics = evaluator.evaluate(_dataset_size(dataloader))
+    metrics.update(losses.summary(mode))
     runner.last_metrics = metrics  # what Runner.train()/val()/test() return
     hooks.call(f"after_{mode}_epoch", runner, metrics=metrics)
     hooks.call(f"after_{mode}", runner)
