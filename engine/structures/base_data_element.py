@@ -78,9 +78,7 @@ class BaseDataElement:
     def update(self, instance: BaseDataElement) -> None:
         """Take every metainfo and data field of `instance`."""
         if not isinstance(instance, BaseDataElement):
-            raise FieldTypeError(
-                f"update takes a BaseDataElement, got {type(instance).__name__}"
-            )
+            raise FieldTypeError(f"update takes a BaseDataElement, got {type(instance).__name__}")
         self.set_metainfo(dict(instance.metainfo_items()))
         self.set_data(dict(instance.items()))
 

@@ -65,8 +65,7 @@ class PixelData(BaseDataElement):
                 crop.append(index)
             else:
                 raise TypeError(
-                    "The type of element in input must be int or slice, "
-                    f"but got {type(index)}"
+                    f"The type of element in input must be int or slice, but got {type(index)}"
                 )
         out = type(self)(metainfo=self.metainfo)
         for name, value in self.items():
