@@ -57,6 +57,22 @@ def plain_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def _plain_names(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`state` with wrappers' ``module.`` segments removed (engine's own wrapping keeps plain
+    names already; a model wrapped by hand in torch's DDP does not)."""
+    inner = [f"{n}.module." if n else "module." for n, m in model.named_modules()
+             if is_model_wrapper(m)]  # fmt: skip
+    if not inner:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        for prefix in sorted(inner, key=len, reverse=True):
+            if key.startswith(prefix):
+                key = prefix[: -len("module.")] + key[len(prefix) :]
+        renamed[key] = value
+    return renamed
+
+
 class BaseAveragedModel(nn.Module):
     """A copy of a model whose weights are an average of the model's over training.
 
@@ -135,7 +151,7 @@ class BaseAveragedModel(nn.Module):
 
     def _sources(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """(averaged sources, copied buffers) of `model`, matched by plain state_dict names."""
-        src = model.state_dict(keep_vars=True)
+        src = _plain_names(model, model.state_dict(keep_vars=True))
         missing = [k for k in self._avg_names + self._buffer_names if k not in src]
         if missing:
             raise KeyError(
