@@ -1,9 +1,6 @@
 """EMAHook and checkpoints: the evaluated (averaged) weights are the checkpoint's model weights,
 the live ones are kept beside them, resume restores both exactly; bf16 averages move."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from safetensors.torch import load_file
