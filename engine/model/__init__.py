@@ -8,10 +8,20 @@ from engine.model.averaged_model import (
     StochasticWeightAverage,
 )
 from engine.model.base_model import BaseModel
-from engine.model.base_module import BaseModule, ModuleDict, ModuleList, Sequential
+from engine.model.base_module import (
+    BaseModule,
+    ModuleDict,
+    ModuleList,
+    Sequential,
+    is_model_wrapper,
+)
 from engine.model.compilation import compile_model
 from engine.model.data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
+from engine.model.stacking import merge_dict, stack_batch
+from engine.model.sync_batchnorm import convert_sync_batchnorm, revert_sync_batchnorm
+from engine.model.test_time_aug import BaseTTAModel
 from engine.model.weight_init import (
+    BaseInit,
     Caffe2XavierInit,
     ConstantInit,
     KaimingInit,
@@ -67,4 +77,11 @@ __all__ = [
     "ExponentialMovingAverage",
     "MomentumAnnealingEMA",
     "StochasticWeightAverage",
+    "BaseInit",
+    "BaseTTAModel",
+    "convert_sync_batchnorm",
+    "is_model_wrapper",
+    "merge_dict",
+    "revert_sync_batchnorm",
+    "stack_batch",
 ]
