@@ -106,7 +106,7 @@ class EMAHook(Hook):
         return self.ema_model
 
     def _names(self) -> list[str]:
-        return self.ema_model._avg_names
+        return self.ema_model.averaged_names
 
     def _live(self) -> list[torch.Tensor]:
         """The model's tensors that are averaged, by plain state_dict name."""
@@ -147,8 +147,7 @@ class EMAHook(Hook):
             if self._started(state):
                 ema.update_parameters(self._model)
             else:  # not averaging yet: the average follows the weights
-                torch._foreach_copy_(ema._targets(), self._live())
-                ema._publish_shadows()
+                ema.copy_parameters(self._model)
 
     # -- evaluation with the average -----------------------------------------------------
     @torch.no_grad()
@@ -161,11 +160,9 @@ class EMAHook(Hook):
 
     def _enter_eval(self, runner: Any) -> None:
         ema = self._bind(runner)
-        if int(ema._step_count()) == 0 and not self._swapped:
+        if ema.num_updates == 0 and not self._swapped:
             # No update yet (evaluating loaded weights): the average is the weights.
-            with torch.no_grad():
-                torch._foreach_copy_(ema._targets(), self._live())
-                ema._publish_shadows()
+            ema.copy_parameters(self._model)
         if not self._swapped:
             self._swap()
 

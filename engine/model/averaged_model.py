@@ -140,14 +140,23 @@ class BaseAveragedModel(nn.Module):
         """Run the averaged module."""
         return self.module(*args, **kwargs)
 
-    # -- bookkeeping ---------------------------------------------------------------------
-    def _targets(self) -> list[Tensor]:
+    # -- updating ------------------------------------------------------------------------
+    @property
+    def averaged_names(self) -> list[str]:
+        """The state_dict names of the averaged tensors (plain, wrapper-free)."""
+        return list(self._avg_names)
+
+    @property
+    def num_updates(self) -> int:
+        """`steps` as a Python int, kept on the host (read from the device once after a load)."""
+        if self._host_steps is None:
+            self._host_steps = int(self.steps)
+        return self._host_steps
+
+    def _targets(self, own: dict[str, Tensor]) -> list[Tensor]:
         """The tensors the average is computed in: float32 shadows where there are any."""
         shadows = self.fp32_average._buffers
-        return [
-            shadows.get(name.replace(".", "__"), tensor).detach()
-            for name, tensor in self.avg_parameters.items()
-        ]
+        return [shadows.get(k.replace(".", "__"), own[k]).detach() for k in self._avg_names]
 
     def _sources(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """(averaged sources, copied buffers) of `model`, matched by plain state_dict names."""
@@ -155,28 +164,35 @@ class BaseAveragedModel(nn.Module):
         missing = [k for k in self._avg_names + self._buffer_names if k not in src]
         if missing:
             raise KeyError(
-                f"{type(self).__name__}.update_parameters: the model lacks {missing[:5]}; "
+                f"{type(self).__name__}: the model lacks {missing[:5]}; "
                 "is it the model this average was built from?"
             )
         return [src[k].detach() for k in self._avg_names], [
             src[k].detach() for k in self._buffer_names
         ]
 
-    def _step_count(self) -> int:
-        if self._host_steps is None:
-            self._host_steps = int(self.steps)  # once after a load
-        return self._host_steps
+    @torch.no_grad()
+    def copy_parameters(self, model: nn.Module) -> None:
+        """Set the average to `model`'s current weights without counting an update (what
+        `EMAHook` does before its ``begin_iter``/``begin_epoch``)."""
+        self._fold(model, average=False)
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
         """Fold `model`'s current weights into the average (the first call copies them)."""
+        steps = self.num_updates
+        self._fold(model, average=steps > 0, steps=steps)
+        self._host_steps = steps + 1
+        self.steps.fill_(steps + 1)  # a device write, no read
+
+    def _fold(self, model: nn.Module, average: bool, steps: int = 0) -> None:
         sources, buffers = self._sources(model)
-        targets = self._targets()
+        own = self.module.state_dict(keep_vars=True)
+        targets = self._targets(own)
         device = targets[0].device if targets else None
         if any(s.device != device for s in sources):
             sources = [s.to(device) for s in sources]
-        steps = self._step_count()
-        if steps == 0:
+        if not average:
             torch._foreach_copy_(targets, sources)
         elif steps % self.interval == 0:
             floating = [
@@ -186,21 +202,20 @@ class BaseAveragedModel(nn.Module):
             ]
             if floating:
                 self._average([t for t, _ in floating], [s for _, s in floating], steps)
-        self._publish_shadows()
-        if buffers:
-            own = self.module.state_dict(keep_vars=True)
-            for name, buffer in zip(self._buffer_names, buffers):
-                own[name].detach().copy_(buffer)
-        self._host_steps = steps + 1
-        self.steps.fill_(steps + 1)
+        self._publish_shadows(own)
+        for name, buffer in zip(self._buffer_names, buffers):
+            own[name].detach().copy_(buffer)
 
-    def _publish_shadows(self) -> None:
+    def _publish_shadows(self, own: dict[str, Tensor] | None = None) -> None:
         """Copy the float32 shadows into the module's low-precision tensors."""
         shadows = self.fp32_average._buffers
-        for name, tensor in self.avg_parameters.items():
+        if not shadows:
+            return
+        own = self.module.state_dict(keep_vars=True) if own is None else own
+        for name in self._avg_names:
             shadow = shadows.get(name.replace(".", "__"))
             if shadow is not None:
-                tensor.detach().copy_(shadow)
+                own[name].detach().copy_(shadow)
 
 
 def _forget_host_steps(module: nn.Module, _keys: Any) -> None:
