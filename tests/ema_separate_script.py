@@ -45,8 +45,8 @@ def main() -> None:
     world = dist.get_world_size() if dist.is_initialized() else 1
     if world > 1:
         assert isinstance(runner.model.generator, DistributedDataParallel)
-    names = runner.hooks.get(EMAHook).state_dict()["live"]
-    assert not any("module." in k for k in names), sorted(names)
+    names = runner.hooks.get(EMAHook).ema_model.averaged_names
+    assert names and not any("module." in k for k in names), sorted(names)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(f"PASS ema_separate processes={world}", flush=True)
     if dist.is_initialized():

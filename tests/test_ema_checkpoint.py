@@ -1,13 +1,16 @@
 """EMAHook and checkpoints: the evaluated (averaged) weights are the checkpoint's model weights,
 the live ones are kept beside them, resume restores both exactly; bf16 averages move."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from engine import BaseMetric, Hook, Runner
+from engine import BaseMetric, Hook, Runner, TrainState
 from engine.checkpoint import export_weights, load_weights
+from engine.checkpoint.find import read_engine_state
 from engine.hooks.ema_hook import EMAHook
 from models import ParamModel
 
@@ -71,11 +74,9 @@ def test_checkpoints_hold_the_evaluated_average_and_the_live_weights(tmp_path):
     # Periodic checkpoints: the average after epochs 1 and 2 (-2.625, -6.779...)...
     assert p_in(tmp_path / "epoch_1" / "model.safetensors") == pytest.approx(avgs[2])
     assert p_in(tmp_path / "epoch_2" / "model.safetensors") == pytest.approx(avgs[5])
-    # ...with the live weights beside them, in the hook's state.
-    tensors = load_file(str(tmp_path / "epoch_1" / "engine_tensors.safetensors"))
-    assert sorted(
-        round(t.item(), 6) for t in tensors.values() if t.numel() == 1 and t.dtype.is_floating_point
-    ) == sorted([round(live[2], 6), round(avgs[2], 6)])
+    # ...with the live weights beside them (MMEngine's ema_state_dict: module.* swapped).
+    saved = read_engine_state(tmp_path / "epoch_1")["ema_state_dict"]
+    assert saved["module.p"].item() == live[2] and saved["steps"].item() == 3
     # The best checkpoint (validation saw avgs[2] > avgs[5]) holds the weights that scored it.
     assert runner.state.best_scores and p_in(
         tmp_path / "best_p" / "model.safetensors"
@@ -105,12 +106,9 @@ def test_resume_restores_live_weights_and_average_exactly(tmp_path):
     # Training continued from the live weights, not the average (-2.625) the model file holds.
     assert seen and seen[-1] == live[2]
     assert resumed.model.p.item() == live[5]
-    ema, ema_full = resumed.hooks.get(EMAHook), full.hooks.get(EMAHook)
-    assert ema.state_dict()["average"]["module.p"].item() == pytest.approx(avgs[5])
-    assert torch.equal(
-        ema.state_dict()["average"]["module.p"], ema_full.state_dict()["average"]["module.p"]
-    )
-    assert ema.ema_model.steps.item() == 6
+    ema, ema_full = resumed.hooks.get(EMAHook).ema_model, full.hooks.get(EMAHook).ema_model
+    assert ema.module.p.item() == pytest.approx(avgs[5])
+    assert torch.equal(ema.module.p, ema_full.module.p) and ema.steps.item() == 6
 
 
 def test_load_from_evaluates_the_checkpoints_average(tmp_path):
@@ -142,10 +140,43 @@ def test_bf16_model_average_moves_in_training(tmp_path):
     runner.train()
     assert runner.model.p.dtype == torch.bfloat16 and runner.model.p.item() == 1.25
     expected = 1.0 + 0.25 * (1 - 0.999 ** (steps + 1))  # 1.0152; a bf16 average stays at 1.0
-    shadow = runner.hooks.get(EMAHook).state_dict()["average"]["fp32_average.p"]
+    shadow = runner.hooks.get(EMAHook).ema_model.fp32_average.p
     assert shadow.dtype == torch.float32 and shadow.item() == pytest.approx(expected, rel=1e-6)
     saved = load_file(str(tmp_path / "epoch_1" / "model.safetensors"))["p"]
     assert (
         saved.dtype == torch.bfloat16
         and saved.item() == torch.tensor(expected).bfloat16().item() > 1.0
     )
+
+
+def test_hook_events_swap_mmengine_style_checkpoint_dicts():
+    """MMEngine's contract on plain dicts: state_dict gets the average, ema_state_dict the
+    live weights; loading swaps them back for the runner to load."""
+
+    def bare_runner(model):
+        return SimpleNamespace(
+            _raw_model=model, model=model, optim_wrapper=None, state=TrainState(max_iters=9)
+        )
+
+    model = ParamModel()
+    runner = bare_runner(model)
+    hook = EMAHook(momentum=0.5)
+    hook.before_run(runner)
+    model.p.data.fill_(2.0)
+    hook.after_train_iter(runner, 0)  # the first update copies: 2
+    model.p.data.fill_(4.0)
+    hook.after_train_iter(runner, 1)  # 0.5 * 2 + 0.5 * 4 = 3
+    checkpoint = {"state_dict": model.state_dict()}
+    hook.before_save_checkpoint(runner, checkpoint)
+    assert checkpoint["state_dict"]["p"].item() == 3.0
+    assert checkpoint["ema_state_dict"]["module.p"].item() == 4.0
+    assert model.p.item() == 4.0  # saving leaves the model as it was
+
+    fresh = ParamModel()
+    other = bare_runner(fresh)
+    loader_hook = EMAHook(momentum=0.5)
+    loader_hook.before_run(other)
+    loader_hook.after_load_checkpoint(other, checkpoint)
+    assert checkpoint["state_dict"]["p"].item() == 4.0  # what the runner then loads
+    assert loader_hook.ema_model.module.p.item() == 3.0
+    assert loader_hook.ema_model.steps.item() == 2

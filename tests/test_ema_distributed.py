@@ -39,16 +39,14 @@ def test_separate_launch_checkpoint_resumes_in_one_process(tmp_path):
     assert "PASS ema_separate processes=2" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
 
     folder = tmp_path / "epoch_1"
-    saved = read_engine_state(folder)["hooks"]["EMAHook"]
+    saved = read_engine_state(folder)["ema_state_dict"]
     weights = load_file(str(folder / "model.safetensors"))
     plain = sorted(weights)  # the model's own names, e.g. generator.0.weight
-    assert sorted(saved["live"]) == plain and not any("module." in k for k in plain)
-    assert sorted(saved["average"]) == sorted(["steps", *(f"module.{k}" for k in plain)]), sorted(
-        saved["average"]
-    )
-    for name in plain:  # the model weights are the average, the live ones differ
-        assert torch.equal(weights[name], saved["average"][f"module.{name}"])
-    assert any(not torch.equal(weights[k], saved["live"][k]) for k in plain)
+    # The averaged model's names are the plain model's under `module.` (its attribute), never
+    # DDP's `generator.module.0.weight`; its module.* entries hold the live weights.
+    assert not any("module." in k for k in plain)
+    assert sorted(saved) == sorted(["steps", *(f"module.{k}" for k in plain)]), sorted(saved)
+    assert any(not torch.equal(weights[k], saved[f"module.{k}"]) for k in plain)
 
     seen = {}
 
@@ -56,15 +54,15 @@ def test_separate_launch_checkpoint_resumes_in_one_process(tmp_path):
         def before_train_epoch(self, runner):
             if not seen:  # the first epoch start after resuming, before any update
                 seen["live"] = {k: v.clone() for k, v in runner.model.state_dict().items()}
-                average = runner.hooks.get(EMAHook).state_dict()["average"]
+                average = runner.hooks.get(EMAHook).ema_model.state_dict()
                 seen["average"] = {k: v.clone() for k, v in average.items()}
 
     resumed = build(
         tmp_path, max_epochs=2, resume=True, custom_hooks=[EMAHook(momentum=0.1), AtStart()]
     )
     resumed.train()  # one process, no DDP: the launched run's names load strictly
-    for name in plain:
-        assert torch.equal(seen["live"][name], saved["live"][name]), name
-        assert torch.equal(seen["average"][f"module.{name}"], saved["average"][f"module.{name}"])
-    assert seen["average"]["steps"].item() == saved["average"]["steps"].item() > 0
+    for name in plain:  # live weights back in the model, the average back in the hook
+        assert torch.equal(seen["live"][name], saved[f"module.{name}"]), name
+        assert torch.equal(seen["average"][f"module.{name}"], weights[name])
+    assert seen["average"]["steps"].item() == saved["steps"].item() > 0
     assert resumed.state.epoch == 2

@@ -6,8 +6,9 @@ and checkpoint it.
 - Validation and test run with the averaged weights (copied into the model, then back).
 - A checkpoint's model weights are the averaged ones, the weights that were evaluated, as in
   MMEngine: periodic and best checkpoints and ``python -m engine export`` carry them. The
-  live weights and the average's float32 state are saved in the hook's state, and resume
-  restores both exactly.
+  live weights are kept beside them in ``checkpoint['ema_state_dict']`` (MMEngine's layout:
+  the averaged model's state with its ``module.*`` entries swapped for the live weights; the
+  float32 average and ``steps`` with them), and resume restores both exactly.
 - Names are the plain model's (never DDP's ``module.``), so a checkpoint of a launched run
   resumes or evaluates in one process.
 """
@@ -27,6 +28,7 @@ from engine.model.averaged_model import (
     MomentumAnnealingEMA,
     StochasticWeightAverage,
 )
+from engine.optim.optim_wrapper_dict import members
 
 logger = logging.getLogger("engine")
 
@@ -35,6 +37,10 @@ AVERAGED_MODELS: dict[str, type[BaseAveragedModel]] = {
     "MomentumAnnealingEMA": MomentumAnnealingEMA,
     "StochasticWeightAverage": StochasticWeightAverage,
 }
+
+
+class EMAHookConfigError(ValueError, AssertionError):
+    """A bad EMAHook argument (an `AssertionError` too, as MMEngine's checks are)."""
 
 
 class EMAHook(Hook):
@@ -49,6 +55,10 @@ class EMAHook(Hook):
         begin_epoch: start averaging in this epoch (1-based, as MMEngine counts it here).
         **kwargs: passed to the averaged model: ``momentum`` (weight of the newest weights,
             default 0.0002), ``update_buffers``, ``interval``, ``gamma``...
+
+    With ``accumulative_counts > 1`` the average is updated once per optimizer update, not
+    once per micro-batch (MMEngine updates it on every iteration, folding the same weights
+    in several times).
 
     Example:
         >>> Runner(..., custom_hooks=[dict(type='EMAHook', momentum=0.001, begin_iter=100)])
@@ -66,31 +76,34 @@ class EMAHook(Hook):
     ) -> None:
         cls = AVERAGED_MODELS.get(ema_type) if isinstance(ema_type, str) else ema_type
         if not (isinstance(cls, type) and issubclass(cls, BaseAveragedModel)):
-            raise ValueError(
+            raise EMAHookConfigError(
                 f"EMAHook ema_type {ema_type!r} is unknown; accepted: {sorted(AVERAGED_MODELS)} "
                 "or a BaseAveragedModel subclass"
             )
-        if not isinstance(begin_iter, int) or not isinstance(begin_epoch, int):
-            raise TypeError("EMAHook begin_iter and begin_epoch must be ints")
-        if begin_iter < 0 or begin_epoch < 0:
-            raise ValueError(
-                f"EMAHook begin_iter/begin_epoch must be >= 0, got {begin_iter}, {begin_epoch}"
+        if not isinstance(begin_iter, int) or begin_iter < 0:
+            raise EMAHookConfigError(
+                f"EMAHook `begin_iter` must be an int >= 0, got {begin_iter!r}"
+            )
+        if not isinstance(begin_epoch, int) or begin_epoch < 0:
+            raise EMAHookConfigError(
+                f"EMAHook `begin_epoch` must be an int >= 0, got {begin_epoch!r}"
             )
         if begin_iter and begin_epoch:
-            raise ValueError("EMAHook: give begin_iter or begin_epoch, not both")
+            raise EMAHookConfigError(
+                "EMAHook: `begin_iter` and `begin_epoch` cannot both be set; give one"
+            )
         momentum = kwargs.get("momentum")
         if momentum is not None and not 0.0 < momentum < 1.0:
-            raise ValueError(f"EMAHook momentum must be in (0, 1), got {momentum!r}")
+            raise EMAHookConfigError(f"EMAHook momentum must be in (0, 1), got {momentum!r}")
         self.ema_cls = cls
         self.ema_kwargs = kwargs
         self.strict_load = strict_load
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
         self.ema_model: BaseAveragedModel | None = None
-        self._model: nn.Module | None = None
-        self._pending: dict | None = None  # a loaded state, applied once the model is bound
-        self._swapped = False
-        self._last_step = -1
+        self.src_model: nn.Module | None = None
+        self._swapped = False  # the model holds the average (during validation/test)
+        self._last_step: int | None = None
 
     # -- binding to the run's model ----------------------------------------------------
     def _bind(self, runner: Any) -> BaseAveragedModel:
@@ -99,10 +112,8 @@ class EMAHook(Hook):
             if raw is None:
                 acc = getattr(runner, "accelerator", None)
                 raw = acc.unwrap_model(runner.model) if acc is not None else runner.model
-            self._model = raw
+            self.src_model = raw
             self.ema_model = self.ema_cls(raw, **self.ema_kwargs)
-        if self._pending is not None:
-            self._restore(self._pending)
         return self.ema_model
 
     def _names(self) -> list[str]:
@@ -110,7 +121,7 @@ class EMAHook(Hook):
 
     def _live(self) -> list[torch.Tensor]:
         """The model's tensors that are averaged, by plain state_dict name."""
-        own = self._model.state_dict(keep_vars=True)
+        own = self.src_model.state_dict(keep_vars=True)
         return [own[k].detach() for k in self._names()]
 
     def _averaged(self) -> list[torch.Tensor]:
@@ -122,15 +133,20 @@ class EMAHook(Hook):
         return state.iter >= self.begin_iter and state.epoch + 1 >= self.begin_epoch
 
     # -- training ----------------------------------------------------------------------
+    def before_run(self, runner: Any) -> None:
+        self._bind(runner)
+
     def before_train(self, runner: Any) -> None:
         state = runner.state
         if state.max_epochs is not None and self.begin_epoch > state.max_epochs:
-            raise ValueError(
-                f"EMAHook begin_epoch={self.begin_epoch} is beyond max_epochs={state.max_epochs}"
+            raise EMAHookConfigError(
+                f"EMAHook begin_epoch={self.begin_epoch} is beyond max_epochs={state.max_epochs}: "
+                "the average would never start (self.begin_epoch must be <= max_epochs)"
             )
         if state.max_iters is not None and self.begin_iter > state.max_iters:
-            raise ValueError(
-                f"EMAHook begin_iter={self.begin_iter} is beyond max_iters={state.max_iters}"
+            raise EMAHookConfigError(
+                f"EMAHook begin_iter={self.begin_iter} is beyond max_iters={state.max_iters}: "
+                "the average would never start (self.begin_iter must be <= max_iters)"
             )
         self._bind(runner)
         self._last_step = state.step
@@ -139,19 +155,20 @@ class EMAHook(Hook):
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         state = runner.state
-        if state.step == self._last_step:
+        previous, self._last_step = self._last_step, state.step
+        if previous == state.step and _accumulates(runner):
             return  # inside an accumulation window: the weights did not change
-        self._last_step = state.step
         ema = self._bind(runner)
-        with torch.no_grad():
-            if self._started(state):
-                ema.update_parameters(self._model)
-            else:  # not averaging yet: the average follows the weights
-                ema.copy_parameters(self._model)
+        if self._started(state):
+            ema.update_parameters(self.src_model)
+        else:  # not averaging yet: the average follows the weights
+            ema.copy_parameters(self.src_model)
 
     # -- evaluation with the average -----------------------------------------------------
     @torch.no_grad()
     def _swap(self) -> None:
+        """Exchange the model's averaged tensors with the average's (MMEngine swaps on every
+        call of the four evaluation events; the loops pair them)."""
         live, averaged = self._live(), self._averaged()
         held = [t.clone() for t in live]
         torch._foreach_copy_(live, averaged)
@@ -161,72 +178,80 @@ class EMAHook(Hook):
     def _enter_eval(self, runner: Any) -> None:
         ema = self._bind(runner)
         if ema.num_updates == 0 and not self._swapped:
-            # No update yet (evaluating loaded weights): the average is the weights.
-            ema.copy_parameters(self._model)
-        if not self._swapped:
-            self._swap()
-
-    def _leave_eval(self) -> None:
-        if self._swapped:
-            self._swap()
+            # Nothing averaged yet (evaluating loaded weights): the average is the weights.
+            ema.copy_parameters(self.src_model)
+        self._swap()
 
     def before_val_epoch(self, runner: Any) -> None:
         self._enter_eval(runner)
 
     def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
-        self._leave_eval()
+        self._bind(runner)
+        self._swap()
 
     def before_test_epoch(self, runner: Any) -> None:
         self._enter_eval(runner)
 
     def after_test_epoch(self, runner: Any, metrics: dict | None = None) -> None:
-        self._leave_eval()
+        self._bind(runner)
+        self._swap()
 
     # -- checkpoints -------------------------------------------------------------------
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        """Put the averaged weights in the checkpoint's model weights (``state_dict``)."""
-        if self.ema_model is None or "state_dict" not in checkpoint:
-            return
-        if self._swapped:
-            return  # the model holds the average right now
-        weights = dict(checkpoint["state_dict"])
-        for name, tensor in zip(self._names(), self._averaged()):
-            weights[name] = tensor
+        """``checkpoint['state_dict']`` gets the averaged weights; ``checkpoint['ema_state_dict']``
+        the averaged model's state with the live weights in its ``module.*`` entries."""
+        ema = self._bind(runner)
+        saved = ema.state_dict()
+        weights = checkpoint.get("state_dict")
+        if weights is None:
+            weights = self.src_model.state_dict()
+        weights = dict(weights)
+        if not self._swapped:  # (while swapped, the model already holds the average)
+            for name in self._names():
+                weights[name], saved[f"module.{name}"] = saved[f"module.{name}"], weights[name]
         checkpoint["state_dict"] = weights
-
-    def state_dict(self) -> dict:
-        """The average's full state and the live weights (which the checkpoint's model weights
-        are not), by plain names."""
-        if self.ema_model is None:
-            return dict(self._pending) if self._pending is not None else {}
-        live = self._averaged() if self._swapped else self._live()
-        average = self.ema_model.state_dict()
-        if self._swapped:  # the module holds the live weights: save the average instead
-            for name, tensor in zip(self._names(), self._live()):
-                average[f"module.{name}"] = tensor
-        return {"average": average, "live": dict(zip(self._names(), live))}
-
-    def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        if "average" not in state or "live" not in state:
-            raise KeyError(
-                f"EMAHook state has keys {sorted(state)}; expected 'average' and 'live' "
-                "(saved by this engine's EMAHook)"
-            )
-        self._pending = state
-        if self.ema_model is not None:
-            self._restore(state)
+        checkpoint["ema_state_dict"] = saved
 
     @torch.no_grad()
-    def _restore(self, state: dict) -> None:
-        self._pending = None
-        self._leave_eval()
-        self.ema_model.load_state_dict(state["average"], strict=self.strict_load)
-        live = state["live"]
-        missing = [k for k in self._names() if k not in live]
-        if missing:
-            raise KeyError(f"EMAHook state lacks the live weights {missing[:5]}")
-        own = self._model.state_dict(keep_vars=True)
-        for name in self._names():
-            own[name].detach().copy_(live[name])
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """On resume, put the live weights back in the model and the average in the hook.
+
+        engine has loaded the checkpoint's model weights (the average) into the model
+        already; a checkpoint dict that carries ``state_dict`` (MMEngine's) is swapped back
+        in place, for the caller to load, as MMEngine does.
+        """
+        ema = self._bind(runner)
+        resuming = bool(getattr(runner, "_resume", True))
+        saved = checkpoint.get("ema_state_dict")
+        weights = checkpoint.get("state_dict")
+        if saved is not None and resuming:
+            saved = dict(saved)
+            own = self.src_model.state_dict(keep_vars=True)
+            for name in self._names():
+                key = f"module.{name}"
+                if key not in saved:
+                    continue  # strict_load reports it below
+                if weights is not None:
+                    saved[key], weights[name] = weights[name], saved[key]
+                else:
+                    live = saved[key]
+                    saved[key] = own[name].detach().clone()
+                    own[name].detach().copy_(live)
+            ema.load_state_dict(saved, strict=self.strict_load)
+            return
+        if resuming:
+            logger.warning(
+                "There is no `ema_state_dict` in the checkpoint: EMAHook starts its average "
+                "from the loaded weights"
+            )
+        if weights is not None:
+            ema.module.load_state_dict(dict(weights), strict=self.strict_load)
+            ema.copy_parameters(ema.module)
+        else:
+            ema.copy_parameters(self.src_model)
+
+
+def _accumulates(runner: Any) -> bool:
+    """Whether some optimizer wrapper accumulates gradients over several iterations."""
+    ow = getattr(runner, "optim_wrapper", None)
+    return ow is not None and any(getattr(w, "accumulative_counts", 1) > 1 for w in members(ow))
