@@ -102,3 +102,8 @@ def test_early_stopping_rules_and_threshold():
 
     hook.after_val_epoch(R, {"loss": 0.4})
     assert R.state.should_stop
+
+
+def test_ema_misspelt_argument_fails_at_construction():
+    with pytest.raises(TypeError, match="ExponentialMovingAverage, which rejected them.*momentom"):
+        EMAHook(momentom=0.1)

@@ -15,6 +15,7 @@ and checkpoint it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -92,6 +93,12 @@ class EMAHook(Hook):
             raise EMAHookConfigError(
                 "EMAHook: `begin_iter` and `begin_epoch` cannot both be set; give one"
             )
+        try:  # a misspelt argument fails here, not at the first iteration
+            inspect.signature(cls).bind(None, **kwargs)
+        except TypeError as err:
+            raise TypeError(
+                f"EMAHook passes its other arguments to {cls.__name__}, which rejected them: {err}"
+            ) from None
         momentum = kwargs.get("momentum")
         if momentum is not None and not 0.0 < momentum < 1.0:
             raise EMAHookConfigError(f"EMAHook momentum must be in (0, 1), got {momentum!r}")
