@@ -247,7 +247,7 @@ class EMAHook(Hook):
             ema.load_state_dict(saved, strict=self.strict_load)
             return
         if resuming:
-            logger.warning(
+            (getattr(runner, "logger", None) or logger).warning(  # the run's logger if any
                 "There is no `ema_state_dict` in the checkpoint: EMAHook starts its average "
                 "from the loaded weights"
             )
