@@ -62,3 +62,37 @@ def test_merge_dict_and_sync_batchnorm_round_trip():
     assert plain[1].running_mean.tolist() == [0.5, 0.5]
     plain.train()
     assert plain(torch.randn(2, 1, 3, 3)).shape == (2, 2, 3, 3)  # runs without a process group
+
+
+class ConvBn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+        self.conv2, self.bn2 = nn.Conv2d(3, 3, 1, bias=False), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        return self.bn2(self.conv2(self.bn1(y))) + y.mean()  # conv1's output is used twice
+
+
+def test_efficient_conv_bn_eval_matches_the_unfused_pair():
+    from engine.model.efficient_conv_bn_eval import (
+        turn_on_efficient_conv_bn_eval_for_single_model,
+    )
+
+    torch.manual_seed(0)
+    model = ConvBn()
+    for bn in (model.bn1, model.bn2):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(2, 2, 6, 6)
+    expected = model(x)
+    keys = list(model.state_dict())
+    turn_on_efficient_conv_bn_eval_for_single_model(model)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert list(model.state_dict()) == keys
+    code = model.forward.__self__.code
+    assert "bn1 = self.bn1(conv1)" in code and "self.bn2(" not in code  # conv1 feeds two users
