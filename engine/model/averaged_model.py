@@ -160,8 +160,11 @@ class BaseAveragedModel(nn.Module):
 
     def _sources(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """(averaged sources, copied buffers) of `model`, matched by plain state_dict names."""
-        src = _plain_names(model, model.state_dict(keep_vars=True))
-        missing = [k for k in self._avg_names + self._buffer_names if k not in src]
+        src = model.state_dict(keep_vars=True)
+        wanted = self._avg_names + self._buffer_names
+        if any(k not in src for k in wanted):  # a hand-wrapped model: strip `module.`
+            src = _plain_names(model, src)
+        missing = [k for k in wanted if k not in src]
         if missing:
             raise KeyError(
                 f"{type(self).__name__}: the model lacks {missing[:5]}; "
@@ -203,8 +206,8 @@ class BaseAveragedModel(nn.Module):
             if floating:
                 self._average([t for t, _ in floating], [s for _, s in floating], steps)
         self._publish_shadows(own)
-        for name, buffer in zip(self._buffer_names, buffers):
-            own[name].detach().copy_(buffer)
+        if buffers:
+            torch._foreach_copy_([own[k].detach() for k in self._buffer_names], buffers)
 
     def _publish_shadows(self, own: dict[str, Tensor] | None = None) -> None:
         """Copy the float32 shadows into the module's low-precision tensors."""
