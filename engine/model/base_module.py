@@ -16,7 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from engine.model.weight_init import PretrainedInit, initialize, update_init_info
+from engine.model.init_functions import update_init_info
+from engine.model.initializers import PretrainedInit, initialize
 
 logger = logging.getLogger("engine")
 
