@@ -12,6 +12,7 @@ from engine.model import (
     revert_sync_batchnorm,
     stack_batch,
 )
+from engine.model.efficient_conv_bn_eval import turn_on_efficient_conv_bn_eval_for_single_model
 
 
 class Echo(BaseModel):
@@ -76,10 +77,6 @@ class ConvBn(nn.Module):
 
 
 def test_efficient_conv_bn_eval_matches_the_unfused_pair():
-    from engine.model.efficient_conv_bn_eval import (
-        turn_on_efficient_conv_bn_eval_for_single_model,
-    )
-
     torch.manual_seed(0)
     model = ConvBn()
     for bn in (model.bn1, model.bn2):
