@@ -17,8 +17,12 @@ from engine.hooks import (
 from engine.model import (
     BaseDataPreprocessor,
     BaseModel,
+    BaseModule,
+    ExponentialMovingAverage,
     ImgDataPreprocessor,
     MMSeparateDistributedDataParallel,
+    MomentumAnnealingEMA,
+    StochasticWeightAverage,
 )
 from engine.optim import OptimWrapper, OptimWrapperDict, build_optim_wrapper
 from engine.optim.scheduler import (
@@ -39,6 +43,7 @@ from engine.optim.scheduler import (
     StepMomentum,
 )
 from engine.runner import Runner, TrainState, evaluate, run_loop, train_epochs, train_iters
+from engine.structures import BaseDataElement, InstanceData, LabelData, PixelData
 
 __all__ = [
     "Accuracy",
@@ -85,4 +90,12 @@ __all__ = [
     "save_checkpoint",
     "train_epochs",
     "train_iters",
+    "BaseModule",
+    "ExponentialMovingAverage",
+    "MomentumAnnealingEMA",
+    "StochasticWeightAverage",
+    "BaseDataElement",
+    "InstanceData",
+    "LabelData",
+    "PixelData",
 ]

@@ -154,8 +154,8 @@ def test_stats_are_nonpersistent_buffers_that_follow_device_and_stay_float32():
     [
         (dict(mean=[1, 2]), "mean and std"),
         (dict(std=[1]), "mean and std"),
-        (dict(mean=[1, 2], std=[1, 2]), "mean must have 1 or 3 values"),
-        (dict(mean=[1], std=[1, 2, 3, 4]), "std must have 1 or 3 values"),
+        (dict(mean=[1, 2], std=[1, 2]), "`mean` should have 1 or 3 values"),
+        (dict(mean=[1], std=[1, 2, 3, 4]), "`std` should have 1 or 3 values"),
         (dict(mean=[0], std=[0]), "std must be non-zero"),
         (dict(bgr_to_rgb=True, rgb_to_bgr=True), "bgr_to_rgb and rgb_to_bgr"),
         (dict(pad_size_divisor=0), "pad_size_divisor"),

@@ -144,10 +144,13 @@ def save_checkpoint(
         "hooks": _hook_states(runner),
         "meta": _meta(runner, resumable),
     }
+    # As in MMEngine, hooks see (and may replace) the model weights as checkpoint["state_dict"]:
+    # EMAHook puts the evaluated (averaged) weights there.
+    checkpoint["state_dict"] = _model_state_dict(runner)
     runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
+    model_state = checkpoint.pop("state_dict")
     tensors: dict[str, torch.Tensor] = {}
     payload = encode(checkpoint, tensors, "checkpoint")
-    model_state = _model_state_dict(runner)
 
     final, tmp = work_dir / name, work_dir / f".tmp_{name}"
     error = None

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.model.base_module import BaseModule
 from engine.model.data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
 
 _PREPROCESSORS = {
@@ -23,7 +24,8 @@ _PREPROCESSORS = {
 def build_preprocessor(cfg: nn.Module | dict | None) -> nn.Module:
     """Turn MMEngine's ``dict(type='ImgDataPreprocessor', ...)`` into a module.
 
-    A built module is returned unchanged; ``None`` gives a `BaseDataPreprocessor`.
+    ``type`` is a stock preprocessor's name or a class; a built module is returned
+    unchanged; ``None`` gives a `BaseDataPreprocessor`.
     """
     if cfg is None:
         return BaseDataPreprocessor()
@@ -32,17 +34,20 @@ def build_preprocessor(cfg: nn.Module | dict | None) -> nn.Module:
     if isinstance(cfg, dict):
         cfg = dict(cfg)
         kind = cfg.pop("type", "BaseDataPreprocessor")
+        if isinstance(kind, type) and issubclass(kind, nn.Module):
+            return kind(**cfg)
         if kind not in _PREPROCESSORS:
             raise ValueError(
                 f"data_preprocessor type {kind!r} is unknown; accepted: {sorted(_PREPROCESSORS)} or a built nn.Module"
             )
         return _PREPROCESSORS[kind](**cfg)
     raise TypeError(
-        f"data_preprocessor must be an nn.Module, a dict with 'type' or None, got {type(cfg).__name__}"
+        "data_preprocessor should be an nn.Module, a dict with 'type' or None, "
+        f"got {type(cfg).__name__}"
     )
 
 
-class BaseModel(nn.Module):
+class BaseModel(BaseModule):
     """Base class for models trained by engine.
 
     Subclasses implement ``forward(*inputs, mode)`` with ``mode`` one of
@@ -57,6 +62,8 @@ class BaseModel(nn.Module):
     Args:
         data_preprocessor: a module or ``dict(type=..., ...)`` applied to every
             batch before ``forward``; moves data to the model's device by default.
+        init_cfg: MMEngine's weight initialisation config, applied by `init_weights`
+            (see `BaseModule`).
 
     Example:
         >>> class Toy(BaseModel):
@@ -76,6 +83,8 @@ class BaseModel(nn.Module):
         # as written; __init__ below must therefore not reset it.
         self = super().__new__(cls)
         nn.Module.__init__(self)
+        self._is_init = False
+        self.init_cfg = None
         self.data_preprocessor = BaseDataPreprocessor()
         # Set by engine.model.wrappers when a distributed wrapper (DDP/FSDP) owns this module:
         # forward must then run through the wrapper so gradients are reduced.
@@ -83,7 +92,10 @@ class BaseModel(nn.Module):
         object.__setattr__(self, "_inside_wrapper", False)
         return self
 
-    def __init__(self, data_preprocessor: nn.Module | dict | None = None) -> None:
+    def __init__(
+        self, data_preprocessor: nn.Module | dict | None = None, init_cfg: dict | list | None = None
+    ) -> None:
+        BaseModule.__init__(self, init_cfg)  # keeps the nn.Module state set up in __new__
         if data_preprocessor is not None:
             self.data_preprocessor = build_preprocessor(data_preprocessor)
 

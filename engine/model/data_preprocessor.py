@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BaseDataPreprocessor", "ImgDataPreprocessor"]
+from engine.structures import BaseDataElement
+
+__all__ = ["BaseDataPreprocessor", "ImgDataPreprocessor", "PreprocessorConfigError"]
+
+
+class PreprocessorConfigError(ValueError, AssertionError):
+    """A preprocessor argument or input that cannot work (an `AssertionError` too, as
+    MMEngine's checks are, so ported code catching either keeps working)."""
 
 
 def _rebuild(seq: list | tuple, items: list) -> list | tuple:
@@ -58,6 +65,15 @@ class BaseDataPreprocessor(nn.Module):
         """The device batches are moved to: wherever the module currently is."""
         return self._device_anchor.device
 
+    # MMEngine's names for the same values, read by ported code and tests.
+    @property
+    def _device(self) -> torch.device:
+        return self._device_anchor.device
+
+    @property
+    def _non_blocking(self) -> bool:
+        return self.non_blocking
+
     def cast_data(self, data: Any) -> Any:
         """Recursively move tensors in dicts/lists/tuples to ``self.device``.
 
@@ -68,7 +84,7 @@ class BaseDataPreprocessor(nn.Module):
             The same structure and container types, tensors moved; other values
             (strings, numbers, arbitrary objects) are returned unchanged.
         """
-        if isinstance(data, torch.Tensor):
+        if isinstance(data, (torch.Tensor, BaseDataElement)):
             return data.to(self.device, non_blocking=self.non_blocking)
         if isinstance(data, Mapping):
             moved = {key: self.cast_data(value) for key, value in data.items()}
@@ -101,8 +117,8 @@ def _stat_values(name: str, values: Any) -> tuple[float, ...]:
     """Validate mean/std as 1 or 3 numbers and return them as floats."""
     flat = torch.as_tensor(values, dtype=torch.float64).flatten().tolist()
     if len(flat) not in (1, 3):
-        raise ValueError(
-            f"ImgDataPreprocessor: {name} must have 1 or 3 values (one per channel), "
+        raise PreprocessorConfigError(
+            f"ImgDataPreprocessor: `{name}` should have 1 or 3 values (one per channel), "
             f"got {len(flat)}: {values!r}"
         )
     return tuple(flat)
@@ -147,16 +163,16 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
     ) -> None:
         super().__init__(non_blocking=non_blocking)
         if (mean is None) != (std is None):
-            raise ValueError(
-                "ImgDataPreprocessor: mean and std must be given together or both left None, "
+            raise PreprocessorConfigError(
+                "ImgDataPreprocessor: mean and std should be both given or both None, "
                 f"got mean={mean!r}, std={std!r}"
             )
         if bgr_to_rgb and rgb_to_bgr:
-            raise ValueError(
-                "ImgDataPreprocessor: set at most one of bgr_to_rgb and rgb_to_bgr (both flip channels)"
+            raise PreprocessorConfigError(
+                "ImgDataPreprocessor: `bgr2rgb` and `rgb2bgr` cannot both be set (bgr_to_rgb and rgb_to_bgr each flip the channels)"
             )
         if not isinstance(pad_size_divisor, int) or pad_size_divisor < 1:
-            raise ValueError(
+            raise PreprocessorConfigError(
                 f"ImgDataPreprocessor: pad_size_divisor must be an int >= 1, got {pad_size_divisor!r}"
             )
         self.pad_size_divisor = pad_size_divisor
@@ -166,11 +182,24 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
         if mean is not None:
             self._stats = (_stat_values("mean", mean), _stat_values("std", std))
             if any(s == 0 for s in self._stats[1]):
-                raise ValueError(f"ImgDataPreprocessor: std must be non-zero, got {std!r}")
-        # Non-persistent buffers follow the module's device without entering checkpoints.
-        self.register_buffer("mean", None, persistent=False)
-        self.register_buffer("std", None, persistent=False)
+                raise PreprocessorConfigError(
+                    f"ImgDataPreprocessor: std must be non-zero, got {std!r}"
+                )
+        # Non-persistent buffers follow the module's device without entering checkpoints;
+        # without normalisation there are none (MMEngine has no `mean` attribute then).
+        if self._stats is not None:
+            self.register_buffer("mean", None, persistent=False)
+            self.register_buffer("std", None, persistent=False)
         self._build_stats()
+
+    # MMEngine's names for these settings.
+    @property
+    def _channel_conversion(self) -> bool:
+        return self.flip_channels
+
+    @property
+    def _enable_normalize(self) -> bool:
+        return self._stats is not None
 
     def _build_stats(self) -> None:
         if self._stats is not None:
@@ -193,14 +222,19 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
         if self.flip_channels and channels == 3:
             image = image.flip(-3)
         image = image.float()
-        if self.mean is not None:
-            if self.mean.numel() == 3 and channels != 3:
-                raise ValueError(
-                    f"ImgDataPreprocessor: mean/std have 3 values but the images have {channels} "
-                    "channels; give 1 value (any channel count) or 3 values for 3-channel images"
-                )
+        if self._stats is not None:
+            self._check_channels(image)
             image = (image - self.mean) / self.std
         return image
+
+    def _check_channels(self, image: torch.Tensor) -> None:
+        if len(self._stats[0]) == 3 and (image.dim() < 3 or image.shape[-3] != 3):
+            channels = image.shape[-3] if image.dim() >= 3 else 1
+            raise PreprocessorConfigError(
+                "ImgDataPreprocessor: If the mean has 3 values, the images must be (3, H, W); "
+                f"got {channels} channels (shape {tuple(image.shape)}). Give 1 value for other "
+                "channel counts"
+            )
 
     def _pad(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Pad to ``height`` x ``width`` rounded up to ``pad_size_divisor``."""
@@ -221,6 +255,9 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
             return self._pad(batch, *batch.shape[-2:])
         if isinstance(inputs, (list, tuple)) and inputs:
             if all(isinstance(x, torch.Tensor) for x in inputs):
+                if self._stats is not None:
+                    for x in inputs:
+                        self._check_channels(x)
                 shapes = [tuple(x.shape) for x in inputs]
                 if any(len(s) != 3 for s in shapes) or len({s[0] for s in shapes}) != 1:
                     raise ValueError(
