@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from engine.model.base_model import attach_wrapper, wrapper_of
+from engine.model.fsdp2 import FSDP2_NAMES, fully_shard_model, is_fsdp2
 
 _SEPARATE_NAMES = ("separate", "MMSeparateDistributedDataParallel")
 DEFAULT_WRAPPER_NAMES = ("MMDistributedDataParallel", "DistributedDataParallel")
@@ -54,6 +55,8 @@ def wrap_model(model: nn.Module, accelerator: Any, model_wrapper: Any = None) ->
                 "dict(type='MMSeparateDistributedDataParallel', find_unused_parameters=True)"
             )
         model_wrapper = options.pop("type")
+    if isinstance(model_wrapper, str) and model_wrapper in FSDP2_NAMES:
+        return fully_shard_model(model, accelerator, **options)
     if isinstance(model_wrapper, str) or model_wrapper is None:
         with _ddp_options(accelerator, options):
             if model_wrapper is None or model_wrapper in DEFAULT_WRAPPER_NAMES:
@@ -74,7 +77,7 @@ def wrap_model(model: nn.Module, accelerator: Any, model_wrapper: Any = None) ->
         return wrapped
     raise ValueError(
         f"model_wrapper {model_wrapper!r} is unknown; accepted: None, 'separate' "
-        "(or 'MMSeparateDistributedDataParallel'), 'MMDistributedDataParallel', "
+        "(or 'MMSeparateDistributedDataParallel'), 'MMDistributedDataParallel', 'fsdp2', "
         "a dict with one of these as 'type', or a callable (model, accelerator) -> model"
     )
 
@@ -143,7 +146,8 @@ def no_sync(accelerator: Any, module: nn.Module) -> Iterator[None]:
     """
     with contextlib.ExitStack() as stack:
         for wrapper in distributed_wrappers(module):
-            stack.enter_context(accelerator.no_sync(wrapper))
+            if not is_fsdp2(wrapper):  # FSDP2 reads its flag in the backward: set_gradient_sync
+                stack.enter_context(accelerator.no_sync(wrapper))
         yield
 
 

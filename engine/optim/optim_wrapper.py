@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.model.fsdp2 import set_gradient_sync
 from engine.model.wrappers import no_sync
 from engine.optim.grad_clip import clip_gradients, parse_clip_grad
 
@@ -212,6 +213,8 @@ class OptimWrapper:
             return _NULL_CONTEXT
         sync = self.accumulative_counts == 1 or self.should_sync()
         acc.gradient_state._set_sync_gradients(sync)
+        if self._multi_process:
+            set_gradient_sync(model, sync)
         if sync or not self._multi_process:
             # Accelerate's autocast is a no-op unless native AMP is on: skip building it.
             return acc.autocast() if acc.native_amp else _NULL_CONTEXT
