@@ -83,6 +83,7 @@ class OptimWrapper:
         self._accelerate_step_needed = False
         self._inner_optimizer = optimizer
         self._multi_process = False
+        self.base_param_settings = None  # MMEngine: an extra group for params outside any
         if accelerator is not None:
             self.attach(accelerator)
 

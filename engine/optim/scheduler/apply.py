@@ -1,9 +1,13 @@
 """Setting scheduled values in an optimizer's param groups.
 
-The schedules (`engine.optim.scheduler.param_scheduler`) only compute factors. `apply_schedules` reads the
-base value each param group remembers (``initial_lr``, ``initial_momentum``...), multiplies
-in the factors of all schedules of that parameter at the current counts, and writes the
-result back, so a value depends on the counts alone and a resumed run gets it exactly.
+The schedules (`engine.optim.scheduler.param_scheduler`) only say how a value moves from
+one count to the next (MMEngine's chainable form). `apply_schedules` reads the base value
+each param group remembers (``initial_lr``, ``initial_momentum``...), replays every
+schedule of that parameter from count 0 in MMEngine's order (all schedules once at the
+start; then after each update the iteration schedules, after each epoch the epoch ones),
+and writes the result back: a value depends on the counts alone, chained schedules give
+MMEngine's values, and a resumed run gets them exactly. `ScheduleChain` keeps its place,
+so a run that asks for one count after the other pays one step each time.
 ``'momentum'`` means Adam's ``betas[0]`` where a group has no ``momentum``.
 
 Example:
@@ -15,7 +19,7 @@ Example:
     (0.025, 0.05)
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 
@@ -25,41 +29,120 @@ class Schedule(Protocol):
     param_name: str
     by_epoch: bool
     convert_to_iter_based: bool
+    begin: int
+    end: int
 
-    def factor_at(self, count: int, base: float) -> float: ...
+    def step_value(self, value: float, t: int, base: float) -> float: ...
 
-    def to_iter_based(self, updates_per_epoch: int) -> "Schedule": ...
+    def to_iter_based(self, updates_per_epoch: Any) -> "Schedule": ...
 
 
-def _read(group: dict, name: str) -> float:
+class ScheduleArgumentError(ValueError, AssertionError):
+    """A bad schedule argument. Also an AssertionError, which MMEngine raises for some of
+    them, so ported code that catches that keeps working."""
+
+
+def read_value(group: dict, name: str) -> float:
+    """``group[name]``; for ``'momentum'`` Adam's ``betas[0]`` where there is no momentum."""
     if name in group:
         return group[name]
     if name == "momentum" and "betas" in group:
         return group["betas"][0]
-    raise ValueError(f"param group has no {name!r}; it has {sorted(group)}")
+    raise KeyError(f"param group has no {name!r} to schedule; it has {sorted(group)}")
 
 
-def _write(group: dict, name: str, value: float) -> None:
-    if name == "momentum" and "momentum" not in group:
+def write_value(group: dict, name: str, value: float) -> None:
+    """Set what `read_value` reads."""
+    if name == "momentum" and "betas" in group:
         group["betas"] = (value, *group["betas"][1:])
+        if "momentum" in group:  # MMEngine's momentum schedulers mirror betas[0] there
+            group["momentum"] = value
     else:
         group[name] = value
 
 
+class ScheduleChain:
+    """The chained value of one parameter's schedules as a function of (epoch, updates).
+
+    Args:
+        schedules: built schedules of one parameter, in the order MMEngine steps them.
+        epoch_ends: updates done by the end of epoch ``e`` (a function of ``e``), which
+            orders epoch steps among update steps when both kinds act on the parameter;
+            None steps an epoch before the updates it contains.
+
+    Example:
+        >>> chain = ScheduleChain([MultiStepLR([1], gamma=0.1), PolyLR(eta_min=1e-3, end=3)])
+        >>> chain.values([0.1], epoch=2, step=0)[0]
+        0.001
+    """
+
+    def __init__(self, schedules: Sequence[Schedule], epoch_ends: Callable[[int], int] | None = None):
+        self.schedules = list(schedules)
+        self.epoch_ends = epoch_ends
+        self._reset(None)
+
+    def _reset(self, bases: list[float] | None) -> None:
+        self._bases = bases
+        self._values = list(bases) if bases is not None else None
+        self._epoch = self._step = -1  # -1: not even the start has been applied
+
+    def _apply(self, by_epoch: bool | None, count: int) -> None:
+        for s in self.schedules:
+            if (by_epoch is None or s.by_epoch == by_epoch) and s.begin <= count < s.end:
+                t = count - s.begin
+                self._values = [s.step_value(v, t, b) for v, b in zip(self._values, self._bases)]
+
+    def values(self, bases: list[float], *, epoch: int, step: int) -> list[float]:
+        """The values of params groups with base values `bases` at this epoch and update."""
+        if bases != self._bases or epoch < self._epoch or step < self._step:
+            self._reset(list(bases))  # another optimizer, or back in time: replay from 0
+        if self._epoch < 0:
+            self._apply(None, 0)
+            self._epoch = self._step = 0
+        while self._epoch < epoch or self._step < step:
+            # The next epoch step comes once the updates of that epoch are done.
+            boundary = self.epoch_ends(self._epoch + 1) if self.epoch_ends else -1
+            if self._epoch < epoch and (self._step >= boundary or self._step >= step):
+                self._epoch += 1
+                self._apply(True, self._epoch)
+            else:
+                self._step += 1
+                self._apply(False, self._step)
+        return list(self._values)
+
+
+def check_schedules(schedules: Sequence[Schedule]) -> None:
+    for s in schedules:
+        # Reading such a schedule per epoch would silently skip the conversion.
+        if s.by_epoch and s.convert_to_iter_based:
+            raise ValueError(
+                "convert_to_iter_based=True is invalid; expected a schedule from to_iter_based() here"
+            )
+
+
 def apply_schedules(
-    optimizer: Any, schedules: Sequence[Schedule], *, epoch: int, step: int
+    optimizer: Any,
+    schedules: Sequence[Schedule],
+    *,
+    epoch: int,
+    step: int,
+    chains: dict | None = None,
+    epoch_ends: Callable[[int], int] | None = None,
 ) -> None:
     """Set every param group's scheduled values for this epoch and update count.
 
-    Each value is ``base * prod(factors)``. The base is stored in the group as
-    ``initial_<param_name>`` the first time, so the result depends only on the
-    counts, and it travels with ``optimizer.state_dict()``.
+    Each value is MMEngine's chained value, replayed from the base value, which is stored
+    in the group as ``initial_<param_name>`` the first time, so the result depends only on
+    the counts, and it travels with ``optimizer.state_dict()``.
 
     Args:
         optimizer: A torch optimizer or anything with ``param_groups``.
         schedules: Built schedules; epoch ones read ``epoch``, the others ``step``.
         epoch: The current epoch (0-based).
         step: Optimizer updates done so far.
+        chains: A dict this function may keep its `ScheduleChain`s in between calls
+            (a run passes one, so each call costs one step); None replays from 0.
+        epoch_ends: see `ScheduleChain`.
 
     Example:
         >>> import torch
@@ -69,20 +152,17 @@ def apply_schedules(
         >>> round(opt.param_groups[0]["lr"], 6), opt.param_groups[0]["initial_lr"]
         (0.001, 0.1)
     """
-    names = {s.param_name for s in schedules}
-    for s in schedules:
-        # Reading such a schedule per epoch would silently skip the conversion.
-        if s.by_epoch and s.convert_to_iter_based:
-            raise ValueError(
-                "convert_to_iter_based=True is invalid; expected a schedule from to_iter_based() here"
-            )
-    for group in optimizer.param_groups:
-        for name in names:
-            key = "initial_" + name
+    check_schedules(schedules)
+    chains = {} if chains is None else chains
+    for name in dict.fromkeys(s.param_name for s in schedules):
+        key = "initial_" + name
+        for group in optimizer.param_groups:
             if key not in group:
-                group[key] = _read(group, name)
-            base = value = group[key]
-            for s in schedules:
-                if s.param_name == name:
-                    value *= s.factor_at(epoch if s.by_epoch else step, base)
-            _write(group, name, value)
+                group[key] = read_value(group, name)
+        chain = chains.get(name)
+        if chain is None:
+            mine = [s for s in schedules if s.param_name == name]
+            chain = chains[name] = ScheduleChain(mine, epoch_ends)
+        bases = [group[key] for group in optimizer.param_groups]
+        for group, value in zip(optimizer.param_groups, chain.values(bases, epoch=epoch, step=step)):
+            write_value(group, name, value)
