@@ -172,10 +172,12 @@ def build_hooks(
 
 
 def build_schedules(
-    cfg: Any, updates_per_epoch: int, max_epochs: int | None = None, max_iters: int | None = None
+    cfg: Any, updates_per_epoch: Any, max_epochs: int | None = None, max_iters: int | None = None
 ) -> Any:
     """A list of schedules (dicts or built), or a dict of such lists keyed by optim
-    wrapper member; epoch schedules with ``convert_to_iter_based`` are converted here."""
+    wrapper member; epoch schedules with ``convert_to_iter_based`` are converted here,
+    `updates_per_epoch` being an int or the updates done by the end of each epoch
+    (`engine.optim.scheduler.apply.epoch_end_updates`)."""
     if cfg is None:
         return None
     if isinstance(cfg, dict) and "type" not in cfg:

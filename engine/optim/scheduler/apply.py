@@ -42,13 +42,20 @@ class ScheduleArgumentError(ValueError, AssertionError):
     them, so ported code that catches that keeps working."""
 
 
+class MissingParamError(KeyError, ValueError):
+    """A param group lacks the scheduled key (a KeyError as in MMEngine, a ValueError as before)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def read_value(group: dict, name: str) -> float:
     """``group[name]``; for ``'momentum'`` Adam's ``betas[0]`` where there is no momentum."""
     if name in group:
         return group[name]
     if name == "momentum" and "betas" in group:
         return group["betas"][0]
-    raise KeyError(f"param group has no {name!r} to schedule; it has {sorted(group)}")
+    raise MissingParamError(f"param group has no {name!r} to schedule; it has {sorted(group)}")
 
 
 def write_value(group: dict, name: str, value: float) -> None:
@@ -166,3 +173,25 @@ def apply_schedules(
         bases = [group[key] for group in optimizer.param_groups]
         for group, value in zip(optimizer.param_groups, chain.values(bases, epoch=epoch, step=step)):
             write_value(group, name, value)
+
+
+def epoch_end_updates(
+    epoch_length: int, accumulative_counts: int, max_counts: int | None = None
+) -> Callable[[int], int]:
+    """Updates done by the end of each epoch, as a function of the number of epochs.
+
+    Accumulation windows span epochs (10 batches, windows of 4: epochs end after 2, 5,
+    7, 10 updates), and the run's last partial window is an update of its own at
+    ``max_counts`` iterations. This maps epoch boundaries of converted schedules exactly.
+
+    >>> ends = epoch_end_updates(10, 4, max_counts=30)
+    >>> [ends(e) for e in range(4)]
+    [0, 2, 5, 8]
+    """
+
+    def ends(epochs: int) -> int:
+        iters = epochs * epoch_length
+        last = max_counts is not None and iters == max_counts and iters % accumulative_counts
+        return iters // accumulative_counts + (1 if last else 0)
+
+    return ends
