@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from engine.model.wrappers import no_sync
@@ -151,9 +152,13 @@ class OptimWrapper:
         """Divide by the size of the window this micro-batch belongs to."""
         if self.accumulative_counts == 1:
             return loss
-        if self._max_counts > 0 and self._inner_count >= self._divisible_counts:
-            return loss / self._remainder_counts
-        return loss / self.accumulative_counts
+        return loss / self._window_divisor(self._inner_count)
+
+    def _window_divisor(self, count: int) -> int:
+        """Micro-batches in the window of micro-batch `count` (0-based), as planned."""
+        if self._max_counts > 0 and self._remainder_counts and count >= self._divisible_counts:
+            return self._remainder_counts
+        return self.accumulative_counts
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
@@ -242,28 +247,60 @@ class OptimWrapper:
         return {"momentum": values}
 
     def state_dict(self) -> dict:
-        """The optimizer's state dict plus the accumulation position (and the loss scaler's
-        state for fp16)."""
-        state = dict(self.optimizer.state_dict())
-        state["accumulation"] = {"inner_count": self._inner_count, "max_counts": self._max_counts}
+        """The optimizer's state dict (and, for fp16, the loss scaler's under
+        ``'loss_scaler'``, as MMEngine's AmpOptimWrapper). The accumulation position is
+        the run's (`TrainState.windows`), not the optimizer's."""
+        state = self.optimizer.state_dict()
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
-            state["loss_scaler"] = scaler.state_dict()
+            state = {**state, "loss_scaler": scaler.state_dict()}
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load what `state_dict` returned (a plain optimizer state dict works too)."""
         state = dict(state_dict)
-        accumulation = state.pop("accumulation", None)
+        state.pop("accumulation", None)  # engine < 0.2 kept the position here
         scaler_state = state.pop("loss_scaler", None)
         self.optimizer.load_state_dict(state)
-        if accumulation is not None:
-            self._inner_count = int(accumulation["inner_count"])
-            self._max_counts = int(accumulation["max_counts"])
-            self.initialize_count_status(None, self._inner_count, self._max_counts)
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler_state is not None and scaler is not None:
             scaler.load_state_dict(scaler_state)
+
+    @property
+    def max_counts(self) -> int:
+        """Micro-batches of the whole run (-1 when unknown), MMEngine's name."""
+        return self._max_counts
+
+    def apply_partial_window(self) -> bool:
+        """At the end of a run, apply an open window's gradients as an update of its own.
+
+        A wrapper used on only some iterations (a discriminator trained every k-th one)
+        may end the run inside a window that `should_update` never closes. Its gradients
+        were divided by the window size used for them; they are rescaled to the mean over
+        the micro-batches really in the window (reduced across processes, which skipped
+        that under ``no_sync``), then the optimizer steps.
+
+        Returns:
+            True if an update was applied.
+        """
+        done = self._inner_count % self.accumulative_counts
+        if done == 0 or self._inner_count == self._max_counts:
+            return False
+        grads = [
+            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        if not grads:
+            return False
+        factor = self._window_divisor(self._inner_count - 1) / done
+        if self._multi_process:
+            for grad in grads:
+                dist.all_reduce(grad)
+            factor /= self.accelerator.num_processes
+        if factor != 1:
+            torch._foreach_mul_(grads, factor)
+        self.step()
+        self.zero_grad()
+        return True
 
     def __repr__(self) -> str:
         return (

@@ -109,3 +109,10 @@ def members(optim_wrapper: Any) -> list[OptimWrapper]:
     first one.)"""
     inner = getattr(optim_wrapper, "optim_wrappers", None)
     return list(inner.values()) if inner else [optim_wrapper]
+
+
+def named_members(optim_wrapper: Any) -> dict[str, OptimWrapper]:
+    """`members` by name: an `OptimWrapperDict`'s member names, or ``'optim_wrapper'`` for
+    a single wrapper (the keys of `TrainState.windows`)."""
+    inner = getattr(optim_wrapper, "optim_wrappers", None)
+    return dict(inner) if inner else {"optim_wrapper": optim_wrapper}
