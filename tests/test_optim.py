@@ -201,4 +201,4 @@ def test_build_from_mmengine_dicts():
     with pytest.raises(ValueError, match="neither 'optimizer' nor a sub-module"):
         build_optim_wrapper(model, dict(gen=dict(optimizer=dict(type="SGD", lr=1))))
     with pytest.raises(ValueError, match="unsupported keys"):
-        build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=1), paramwise_cfg={}))
+        build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=1), paramwise={}))

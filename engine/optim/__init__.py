@@ -5,5 +5,11 @@ from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optim_wrapper_dict import OptimWrapperDict
 from engine.optim.scheduler import *  # noqa: F403
 from engine.optim.scheduler import __all__ as _scheduler_names
+from engine.optim.amp_optim_wrapper import AmpOptimWrapper
+from engine.optim.apex_optim_wrapper import ApexOptimWrapper
+from engine.optim.default_constructor import DefaultOptimWrapperConstructor
 
-__all__ = ["OptimWrapper", "OptimWrapperDict", "build_optim_wrapper", *_scheduler_names]
+__all__ = [
+    "OptimWrapper", "OptimWrapperDict", "build_optim_wrapper", *_scheduler_names,
+    "AmpOptimWrapper", "ApexOptimWrapper", "DefaultOptimWrapperConstructor",
+]  # fmt: skip

@@ -78,13 +78,13 @@ class OptimWrapper:
         self._inner_count = 0
         self._max_counts = -1
         self._divisible_counts = -1
-        self._remainder_counts = 0
+        self._remainder_counts = -1  # MMEngine's "not initialised"
         self.last_grad_norm: torch.Tensor | None = _NO_GRAD_NORM
         self.accelerator = None
         self._accelerate_step_needed = False
         self._inner_optimizer = optimizer
         self._multi_process = False
-        self.base_param_settings = None  # MMEngine: an extra group for params outside any
+        self.base_param_settings = None  # MMEngine's attribute (DeepSpeed's extra group)
         if accelerator is not None:
             self.attach(accelerator)
 
@@ -122,14 +122,15 @@ class OptimWrapper:
         if self.accumulative_counts > 1:
             if init_counts % self.accumulative_counts != 0:
                 logger.warning(
-                    "Resuming at iteration %d, inside an accumulation window of %d: the window "
-                    "continues with the gradients it had before the interruption only if they were saved.",
+                    "Resumed iteration number %d is inside an accumulation window of %d: the "
+                    "window continues with the gradients it had before the interruption only "
+                    "if they were saved.",
                     init_counts,
                     self.accumulative_counts,
                 )
             if model is not None and _has_batch_norm(model):
                 logger.warning(
-                    "Gradient accumulation with BatchNorm: statistics follow micro-batches, not windows."
+                    "Gradient accumulative with BatchNorm: statistics follow micro-batches, not windows."
                 )
         self._remainder_counts = (
             self._max_counts % self.accumulative_counts if self._max_counts > 0 else 0
@@ -214,9 +215,11 @@ class OptimWrapper:
         """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
         ``no_sync`` so distributed runs reduce gradients once per window."""
         acc = self.accelerator
-        if acc is None:
-            return _NULL_CONTEXT
         sync = self.accumulative_counts == 1 or self.should_sync()
+        if acc is None:  # a hand-made DDP: its own no_sync, as MMEngine
+            if not sync and callable(getattr(model, "no_sync", None)):
+                return model.no_sync()
+            return _NULL_CONTEXT
         acc.gradient_state._set_sync_gradients(sync)
         if sync or not self._multi_process:
             # Accelerate's autocast is a no-op unless native AMP is on: skip building it.
@@ -224,6 +227,15 @@ class OptimWrapper:
         return _autocast_no_sync(acc, model)
 
     # -- reading and state ---------------------------------------------------
+    @property
+    def clip_grad_kwargs(self) -> dict | None:
+        """The ``clip_grad`` dict given (MMEngine's name)."""
+        return self.clip_grad
+
+    @property
+    def _accumulative_counts(self) -> int:
+        return self.accumulative_counts
+
     @property
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
