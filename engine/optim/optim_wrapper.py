@@ -167,6 +167,11 @@ class OptimWrapper:
         if acc is None or not self._accelerate_step_needed:
             loss.backward(**kwargs)
         else:
+            if acc.scaler is not None and self._inner_optimizer is self.optimizer:
+                # fp16 with a raw optimizer (OptimWrapper(optimizer, accelerator)): the scaled
+                # gradients must be unscaled and overflows skipped, which only Accelerate's
+                # AcceleratedOptimizer does. (The Runner has prepared it by now.)
+                self.attach(acc, acc.prepare_optimizer(self.optimizer))
             steps = acc.gradient_accumulation_steps
             # Accelerate divides by its own fixed step count; `scale_loss` has already
             # divided by the true window size, so undo Accelerate's division.
