@@ -42,7 +42,14 @@ def _groups(paramwise_cfg, model=None):
 
 def test_no_decay_on_norms_and_biases():
     got = _groups(dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
-    no_decay = {"conv2.bias", "bn.weight", "bn.bias", "sub.conv1.bias", "sub.gn.weight", "sub.gn.bias"}
+    no_decay = {
+        "conv2.bias",
+        "bn.weight",
+        "bn.bias",
+        "sub.conv1.bias",
+        "sub.gn.weight",
+        "sub.gn.bias",
+    }
     assert got == {n: (LR, 0.0 if n in no_decay else WD) for n in NAMES}
 
 
@@ -107,7 +114,9 @@ def test_a_user_constructor_class():
     class HeadOnly(DefaultOptimWrapperConstructor):
         def __call__(self, model, accelerator=None):
             optimizer = torch.optim.SGD(model.conv2.parameters(), lr=self.base_lr)
-            return OptimWrapper(optimizer, accumulative_counts=self.optim_wrapper_cfg["accumulative_counts"])
+            return OptimWrapper(
+                optimizer, accumulative_counts=self.optim_wrapper_cfg["accumulative_counts"]
+            )
 
     model = Example()
     ow = build_optim_wrapper(

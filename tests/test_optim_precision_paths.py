@@ -142,7 +142,11 @@ def test_amp_optim_wrapper_on_its_own_matches_autocast_and_grad_scaler(dtype):
     cast = getattr(torch, dtype)
     model = Net()
     ref = copy.deepcopy(model)
-    ow = AmpOptimWrapper(dtype=dtype, loss_scale=dict(init_scale=256.0), optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    ow = AmpOptimWrapper(
+        dtype=dtype,
+        loss_scale=dict(init_scale=256.0),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
     opt = torch.optim.SGD(ref.parameters(), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", init_scale=256.0) if dtype == "float16" else None
     assert (ow.loss_scaler is None) == (scaler is None)
@@ -175,5 +179,7 @@ def test_amp_optim_wrapper_arguments():
     fixed = AmpOptimWrapper(16.0, optimizer=opt)
     assert fixed.loss_scaler.get_scale() == 16.0 and fixed._scale_update_param == 16.0
     # Under Accelerate's precision the wrapper leaves autocast and scaling to Accelerate.
-    deferred = AmpOptimWrapper(dtype="bfloat16", optimizer=opt, accelerator=Accelerator(cpu=True, mixed_precision="bf16"))
+    deferred = AmpOptimWrapper(
+        dtype="bfloat16", optimizer=opt, accelerator=Accelerator(cpu=True, mixed_precision="bf16")
+    )
     assert deferred.loss_scaler is None and deferred.precision == "bf16"

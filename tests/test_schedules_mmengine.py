@@ -84,8 +84,10 @@ def test_exponential_then_cosine_with_eta_min_matches_the_recursion():
         apply_schedules(opt, schedules, epoch=e, step=0, chains=chain_state)
         got.append(opt.param_groups[0]["lr"])
     assert got == pytest.approx(expected, rel=1e-9)
-    factor_product = base * 0.9 ** (epochs - 1) * CosineAnnealingLR(T_max=T, eta_min=0.01).factor_at(
-        epochs - 1, base
+    factor_product = (
+        base
+        * 0.9 ** (epochs - 1)
+        * CosineAnnealingLR(T_max=T, eta_min=0.01).factor_at(epochs - 1, base)
     )
     assert abs(got[-1] - factor_product) > 1e-3  # the old multiplied factors were wrong
 

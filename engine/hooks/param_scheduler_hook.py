@@ -105,7 +105,7 @@ class ParamSchedulerHook(Hook):
         if not trackers or not metrics or getattr(runner, "optim_wrapper", None) is None:
             return
         changed = False
-        for key, tracker in trackers.items():
+        for tracker in trackers.values():
             s = tracker.schedule
             if s.begin <= runner.state.epoch < s.end:
                 changed |= tracker.observe(metrics)

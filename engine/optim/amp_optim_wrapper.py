@@ -64,7 +64,9 @@ class AmpOptimWrapper(OptimWrapper):
         self, loss_scale: Any = "dynamic", dtype: Any = None, use_fsdp: bool = False, **kwargs: Any
     ) -> None:
         if dtype not in _DTYPES:
-            raise ValueError(f"AmpOptimWrapper dtype {dtype!r} is unknown; accepted: 'float16', 'bfloat16'")
+            raise ValueError(
+                f"AmpOptimWrapper dtype {dtype!r} is unknown; accepted: 'float16', 'bfloat16'"
+            )
         scaler_args = parse_loss_scale(loss_scale)
         self.cast_dtype = _DTYPES[dtype]
         self.use_fsdp = use_fsdp

@@ -60,7 +60,9 @@ def wrapper_class(cfg: dict) -> type:
     return cls
 
 
-def wrap_optimizer(optimizer: torch.optim.Optimizer, cfg: dict, accelerator: Any = None) -> OptimWrapper:
+def wrap_optimizer(
+    optimizer: torch.optim.Optimizer, cfg: dict, accelerator: Any = None
+) -> OptimWrapper:
     """The wrapper ``cfg`` describes (``type``, ``accumulative_counts``, ``clip_grad``,
     AMP's ``dtype``/``loss_scale``) around a built optimizer."""
     cls = wrapper_class(cfg)
@@ -85,15 +87,23 @@ class DefaultOptimWrapperConstructor:
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None) -> None:
         if not isinstance(optim_wrapper_cfg, dict):
-            raise TypeError(f"optim_wrapper_cfg should be a dict, got {type(optim_wrapper_cfg).__name__}")
+            raise TypeError(
+                f"optim_wrapper_cfg should be a dict, got {type(optim_wrapper_cfg).__name__}"
+            )
         if "optimizer" not in optim_wrapper_cfg:
-            raise ValueError(f"optim_wrapper_cfg must contain 'optimizer'; it has {sorted(optim_wrapper_cfg)}")
+            raise ValueError(
+                f"optim_wrapper_cfg must contain 'optimizer'; it has {sorted(optim_wrapper_cfg)}"
+            )
         self.optim_wrapper_cfg = dict(optim_wrapper_cfg)
         wrapper_class(self.optim_wrapper_cfg)  # bad keys are reported before any work
         self.optimizer_cfg = self.optim_wrapper_cfg.pop("optimizer")
         self.paramwise_cfg = {} if paramwise_cfg is None else paramwise_cfg
-        self.base_lr = self.optimizer_cfg.get("lr") if isinstance(self.optimizer_cfg, dict) else None
-        self.base_wd = self.optimizer_cfg.get("weight_decay") if isinstance(self.optimizer_cfg, dict) else None
+        self.base_lr = (
+            self.optimizer_cfg.get("lr") if isinstance(self.optimizer_cfg, dict) else None
+        )
+        self.base_wd = (
+            self.optimizer_cfg.get("weight_decay") if isinstance(self.optimizer_cfg, dict) else None
+        )
         self._validate_cfg()
 
     def _validate_cfg(self) -> None:
@@ -102,15 +112,27 @@ class DefaultOptimWrapperConstructor:
             raise TypeError(f"paramwise_cfg should be None or a dict, got {type(cfg).__name__}")
         unknown = set(cfg) - _PARAMWISE_KEYS
         if unknown:
-            raise ValueError(f"paramwise_cfg has unknown keys {sorted(unknown)}; accepted: {sorted(_PARAMWISE_KEYS)}")
+            raise ValueError(
+                f"paramwise_cfg has unknown keys {sorted(unknown)}; accepted: {sorted(_PARAMWISE_KEYS)}"
+            )
         custom = cfg.get("custom_keys", {})
         if not isinstance(custom, dict):
-            raise TypeError(f"If specified, custom_keys must be a dict, got {type(custom).__name__}")
-        decays = [k for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult") if k in cfg]
+            raise TypeError(
+                f"If specified, custom_keys must be a dict, got {type(custom).__name__}"
+            )
+        decays = [
+            k
+            for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult")
+            if k in cfg
+        ]
         decays += [f"custom_keys[{k!r}].decay_mult" for k, v in custom.items() if "decay_mult" in v]
         if decays and self.base_wd is None:
-            raise ValueError(f"{decays[0]} needs the optimizer's weight_decay (base_wd should not be None)")
-        if (cfg.get("bias_lr_mult") is not None or any("lr_mult" in v for v in custom.values())) and self.base_lr is None:
+            raise ValueError(
+                f"{decays[0]} needs the optimizer's weight_decay (base_wd should not be None)"
+            )
+        if (
+            cfg.get("bias_lr_mult") is not None or any("lr_mult" in v for v in custom.values())
+        ) and self.base_lr is None:
             raise ValueError("lr multipliers need the optimizer's lr")
 
     def param_groups(self, model: nn.Module) -> list[dict]:
@@ -129,7 +151,9 @@ class DefaultOptimWrapperConstructor:
             full = f"{prefix}.{name}" if prefix else name
             if id(param) in seen:
                 if cfg.get("bypass_duplicate", False):
-                    logger.warning("%s is shared with an earlier module; skipped (bypass_duplicate=True)", full)
+                    logger.warning(
+                        "%s is shared with an earlier module; skipped (bypass_duplicate=True)", full
+                    )
                     continue
                 raise ValueError(
                     f"parameter {full} appears twice (shared between modules); "
@@ -143,7 +167,9 @@ class DefaultOptimWrapperConstructor:
             key = next((k for k in keys if k in f"{prefix}.{name}"), None)
             if key is not None:
                 rule = custom[key]
-                group["lr"] = self.base_lr * rule.get("lr_mult", 1.0) if self.base_lr is not None else None
+                group["lr"] = (
+                    self.base_lr * rule.get("lr_mult", 1.0) if self.base_lr is not None else None
+                )
                 if group["lr"] is None:
                     del group["lr"]
                 if self.base_wd is not None:
@@ -158,7 +184,9 @@ class DefaultOptimWrapperConstructor:
         for child_name, child in module.named_children():
             self._add(groups, child, f"{prefix}.{child_name}" if prefix else child_name, seen)
 
-    def _default_rules(self, group: dict, name: str, param: Any, is_norm: bool, is_dwconv: bool) -> None:
+    def _default_rules(
+        self, group: dict, name: str, param: Any, is_norm: bool, is_dwconv: bool
+    ) -> None:
         cfg, wd = self.paramwise_cfg, self.base_wd
         if name == "bias" and not is_norm and cfg.get("bias_lr_mult") is not None:
             group["lr"] = self.base_lr * cfg["bias_lr_mult"]

@@ -83,7 +83,9 @@ class ScheduleChain:
         0.001
     """
 
-    def __init__(self, schedules: Sequence[Schedule], epoch_ends: Callable[[int], int] | None = None):
+    def __init__(
+        self, schedules: Sequence[Schedule], epoch_ends: Callable[[int], int] | None = None
+    ):
         self.schedules = list(schedules)
         self.epoch_ends = epoch_ends
         self._reset(None)
@@ -171,7 +173,9 @@ def apply_schedules(
             mine = [s for s in schedules if s.param_name == name]
             chain = chains[name] = ScheduleChain(mine, epoch_ends)
         bases = [group[key] for group in optimizer.param_groups]
-        for group, value in zip(optimizer.param_groups, chain.values(bases, epoch=epoch, step=step)):
+        for group, value in zip(
+            optimizer.param_groups, chain.values(bases, epoch=epoch, step=step)
+        ):
             write_value(group, name, value)
 
 

@@ -2,7 +2,6 @@
 
 import math
 from collections.abc import Sequence
-
 from dataclasses import dataclass
 
 from engine.optim.scheduler.schedules import _is_count, _need, _Window
@@ -74,8 +73,6 @@ class OneCycleLR(_Window):
             group[f"initial_{name}"] = self.eta_max / self.div_factor
             group[f"max_{name}"] = self.eta_max
             group[f"min_{name}"] = self.eta_max / self.div_factor / self.final_div_factor
-
-
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,16 @@ Example:
 
 from dataclasses import field, make_dataclass
 
+from engine.optim.scheduler.annealing import CosineAnnealingLR, PolyLR
 from engine.optim.scheduler.apply import Schedule, ScheduleChain, apply_schedules
 from engine.optim.scheduler.cycles import CosineRestartLR, OneCycleLR
 from engine.optim.scheduler.plateau import PlateauTracker, ReduceOnPlateauLR
 from engine.optim.scheduler.schedules import (
     INF,
     ConstantLR,
-    CosineAnnealingLR,
     ExponentialLR,
     LinearLR,
     MultiStepLR,
-    PolyLR,
     StepLR,
     _need,
 )

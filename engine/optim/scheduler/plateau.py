@@ -73,8 +73,14 @@ class ReduceOnPlateauLR(_Window):
         if best is None:
             return True
         if self.rule == "less":
-            return value < (best * (1 - self.threshold) if self.threshold_rule == "rel" else best - self.threshold)
-        return value > (best * (1 + self.threshold) if self.threshold_rule == "rel" else best + self.threshold)
+            return value < (
+                best * (1 - self.threshold)
+                if self.threshold_rule == "rel"
+                else best - self.threshold
+            )
+        return value > (
+            best * (1 + self.threshold) if self.threshold_rule == "rel" else best + self.threshold
+        )
 
 
 class PlateauTracker:
@@ -93,9 +99,13 @@ class PlateauTracker:
     def observe(self, metrics: dict) -> bool:
         s = self.schedule
         if not isinstance(metrics, dict):
-            raise TypeError(f"metrics must be a dict of name -> value, got {type(metrics).__name__}")
+            raise TypeError(
+                f"metrics must be a dict of name -> value, got {type(metrics).__name__}"
+            )
         if s.monitor not in metrics:
-            raise KeyError(f"ReduceOnPlateau monitors {s.monitor!r}, absent from the metrics {list(metrics)}")
+            raise KeyError(
+                f"ReduceOnPlateau monitors {s.monitor!r}, absent from the metrics {list(metrics)}"
+            )
         metric = float(metrics[s.monitor])
         if s.is_better(metric, self.best):
             self.best, self.num_bad_epochs = metric, 0
@@ -120,7 +130,10 @@ class PlateauTracker:
                 write_value(group, name, new)
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("best", "num_bad_epochs", "cooldown_counter", "reductions")}
+        return {
+            k: getattr(self, k)
+            for k in ("best", "num_bad_epochs", "cooldown_counter", "reductions")
+        }
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlateauTracker) and self.state_dict() == other.state_dict()

@@ -127,7 +127,9 @@ class _ParamScheduler:
 
     def _setup(self, optimizer: Any, last_step: int = -1, verbose: bool = False) -> None:
         if not (isinstance(last_step, int) and not isinstance(last_step, bool) and last_step >= -1):
-            raise ScheduleArgumentError(f"last_step={last_step!r} is invalid; expected an int >= -1")
+            raise ScheduleArgumentError(
+                f"last_step={last_step!r} is invalid; expected an int >= -1"
+            )
         name, key = self.param_name, f"initial_{self.param_name}"
         self.optimizer = optimizer
         if getattr(self, "T_max", 0) is None:  # MMEngine fills it in the stateful scheduler
