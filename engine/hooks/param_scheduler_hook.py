@@ -36,9 +36,14 @@ class ParamSchedulerHook(Hook):
         self._epoch_ends = None
         self._plateaus: dict[str, PlateauTracker] = {}
 
-    def _groups(self) -> list[tuple[str, list]]:
+    def _groups(self, runner: Any = None) -> list[tuple[str, list]]:
+        """(member name, its schedules); one list for an `OptimWrapperDict` applies to
+        every member, each keeping its own values."""
         if isinstance(self.schedules, dict):
             return list(self.schedules.items())
+        inner = getattr(getattr(runner, "optim_wrapper", None), "optim_wrappers", None)
+        if inner:
+            return [(name, self.schedules) for name in inner]
         return [("", self.schedules)]
 
     def _wrapper(self, runner, name: str) -> Any:
@@ -56,7 +61,7 @@ class ParamSchedulerHook(Hook):
     def _apply(self, runner, epoch: int) -> None:
         step = runner.state.step
         trackers = self._trackers()
-        for name, schedules in self._groups():
+        for name, schedules in self._groups(runner):
             wrapper = self._wrapper(runner, name)
             chains = self._chains.setdefault(name, {})
             apply_schedules(
@@ -64,7 +69,7 @@ class ParamSchedulerHook(Hook):
                 epoch_ends=self._epoch_ends,
             )  # fmt: skip
             for i, s in enumerate(schedules):
-                tracker = trackers.get(f"{name}/{i}")
+                tracker = trackers.get(f"{name}/{i}") or trackers.get(f"/{i}")
                 for _ in range(tracker.reductions if tracker else 0):
                     tracker.reduce(wrapper.param_groups, s.param_name)
         self._last_step = step

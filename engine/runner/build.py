@@ -201,6 +201,9 @@ def build_schedules(
             if limit is not None:
                 schedule = dataclasses.replace(schedule, end=limit)
         if schedule.by_epoch and schedule.convert_to_iter_based:
-            schedule = schedule.to_iter_based(updates_per_epoch)
+            per_epoch = updates_per_epoch
+            if callable(per_epoch) and not hasattr(schedule, "step_value"):
+                per_epoch = max(1, per_epoch(1))  # a schedule that takes an int (engine.compat)
+            schedule = schedule.to_iter_based(per_epoch)
         built.append(schedule)
     return built

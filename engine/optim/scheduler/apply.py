@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 
 class Schedule(Protocol):
-    """What ``apply_schedules`` needs from a schedule."""
+    """What ``apply_schedules`` needs from a schedule. (A schedule with ``factor_at(count,
+    base)`` instead of ``step_value`` multiplies the chained value by that factor.)"""
 
     param_name: str
     by_epoch: bool
@@ -86,7 +87,10 @@ class ScheduleChain:
     def __init__(
         self, schedules: Sequence[Schedule], epoch_ends: Callable[[int], int] | None = None
     ):
-        self.schedules = list(schedules)
+        # Schedules with only a factor (the older protocol; MMCV's lr_config policies in
+        # engine.compat) multiply the chained value, as MMCV's LrUpdaterHook does.
+        self.schedules = [s for s in schedules if hasattr(s, "step_value")]
+        self.factors = [s for s in schedules if not hasattr(s, "step_value")]
         self.epoch_ends = epoch_ends
         self._reset(None)
 
@@ -117,7 +121,11 @@ class ScheduleChain:
             else:
                 self._step += 1
                 self._apply(False, self._step)
-        return list(self._values)
+        values = list(self._values)
+        for s in self.factors:
+            count = epoch if s.by_epoch else step
+            values = [v * s.factor_at(count, b) for v, b in zip(values, self._bases)]
+        return values
 
 
 def check_schedules(schedules: Sequence[Schedule]) -> None:
