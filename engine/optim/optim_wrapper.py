@@ -276,7 +276,7 @@ class OptimWrapper:
     def load_state_dict(self, state_dict: dict) -> None:
         """Load what `state_dict` returned (a plain optimizer state dict works too)."""
         state = dict(state_dict)
-        state.pop("accumulation", None)  # engine < 0.2 kept the position here
+        state.pop("accumulation", None)  # older engine checkpoints kept the position here
         scaler_state = state.pop("loss_scaler", None)
         self.optimizer.load_state_dict(state)
         scaler = getattr(self.accelerator, "scaler", None)
