@@ -167,3 +167,23 @@ def test_gan_recipe_stopped_and_resumed_matches_plain_pytorch(tmp_path):
     gen, disc = _reference(initial, rec, acc=3, lr=2e-4, total_iters=21)
     _assert_close(resumed._raw_model.generator, gen)
     _assert_close(resumed._raw_model.discriminator, disc)
+
+
+def test_last_partial_window_is_reduced_across_two_processes(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    for key in [k for k in env if k.startswith("ACCELERATE_")]:
+        del env[key]
+    script = Path(__file__).parent / "dist_member_window_script.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", port, str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    report = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert "PASS member windows processes=2" in proc.stdout, report
+    assert (tmp_path / "gan_np2.pt").exists()
