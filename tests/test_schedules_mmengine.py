@@ -1,6 +1,7 @@
 """Chained schedules against MMEngine's recursion (written out here by hand), MMEngine's
 stateful schedulers, exact epoch boundaries under accumulation, and ReduceOnPlateau."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from engine import Hook, Runner
+from engine import BaseMetric, Hook, Runner
 from engine.hooks.param_scheduler_hook import ParamSchedulerHook
 from engine.optim.scheduler import (
     CosineAnnealingLR,
@@ -243,3 +244,61 @@ def test_stateful_reduce_on_plateau_matches_the_hook():
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
     assert scheduler.state_dict()["tracker"]["reductions"] == 2
+
+
+class ConstantLoss(BaseMetric):
+    """A validation 'loss' that never improves, so the plateau schedule reduces."""
+
+    default_prefix = "val"
+
+    def process(self, data_batch, data_samples):
+        self.results.append(1.0)
+
+    def compute_metrics(self, results):
+        return {"loss": 1.0}
+
+
+class LrAtEpochStart(Hook):
+    def __init__(self):
+        self.lrs = []
+
+    def before_train_epoch(self, runner):
+        self.lrs.append(runner.optim_wrapper.get_lr()["lr"][0])
+
+
+def _plateau_runner(work_dir, max_epochs, resume=False):
+    recorder = LrAtEpochStart()
+    data = [{"x": torch.tensor([1.0])}] * 2
+    runner = Runner(
+        model=ParamModel(),
+        work_dir=work_dir,
+        train_dataloader=DataLoader(data, batch_size=None),
+        val_dataloader=DataLoader(data, batch_size=None),
+        val_evaluator=ConstantLoss(),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=1.0)),
+        param_scheduler=[
+            dict(type="ReduceOnPlateauLR", monitor="val/loss", patience=0, factor=0.5)
+        ],
+        custom_hooks=[recorder],
+        default_hooks=dict(logger=None),
+        resume=resume,
+    )
+    runner.train()
+    return runner, recorder
+
+
+def test_reduce_on_plateau_in_a_runner_saves_and_restores_its_state(tmp_path):
+    full, full_lrs = _plateau_runner(tmp_path / "full", 4)
+    # Validation after epochs 1..4 says 1.0 each time: best at 1, bad at 2 and 3 (> patience
+    # 0); the one after epoch 4 is past `end` (filled with max_epochs), as in MMEngine.
+    assert full_lrs.lrs == [1.0, 1.0, 0.5, 0.25]
+    assert full.optim_wrapper.get_lr()["lr"] == [0.25]
+    _plateau_runner(tmp_path / "part", 3)
+    # The epoch-3 checkpoint is written at that epoch's end, before its validation: it
+    # holds the verdicts of validations 1 and 2 (one reduction).
+    saved = json.loads((tmp_path / "part" / "epoch_3" / "engine_state.json").read_text())
+    plateau = saved["hooks"]["ParamSchedulerHook"]["plateaus"]["/0"]
+    assert plateau == dict(best=1.0, num_bad_epochs=0, cooldown_counter=0, reductions=1)
+    resumed, resumed_lrs = _plateau_runner(tmp_path / "part", 4, resume=True)
+    assert resumed_lrs.lrs == [0.5]  # restored: a fresh tracker would give 1.0
