@@ -83,6 +83,7 @@ class ParamSchedulerHook(Hook):
             length = len(loader)
         except TypeError:
             length = None
+        self._chains = {}  # a new run (or train() again): the epoch boundaries may differ
         if length:
             self._epoch_ends = epoch_end_updates(length, acc, runner.state.total_iters(length))
         by_iter = any(not s.by_epoch for _, group in self._groups() for s in group)
