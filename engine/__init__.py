@@ -99,3 +99,21 @@ __all__ = [
     "LabelData",
     "PixelData",
 ]
+
+# Optimisation names added with MMEngine's optimizer constructor, AMP wrapper and schedulers.
+from engine.optim import AmpOptimWrapper, DefaultOptimWrapperConstructor  # noqa: E402
+from engine.optim.scheduler import (  # noqa: E402
+    CosineRestartLR,
+    CosineRestartMomentum,
+    ReduceOnPlateauLR,
+    ReduceOnPlateauMomentum,
+)
+
+__all__ += [
+    "AmpOptimWrapper",
+    "CosineRestartLR",
+    "CosineRestartMomentum",
+    "DefaultOptimWrapperConstructor",
+    "ReduceOnPlateauLR",
+    "ReduceOnPlateauMomentum",
+]

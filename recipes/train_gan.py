@@ -212,24 +212,6 @@ class SampleGrid(Hook):
         self.written.append(path)
 
 
-class GeneratorWindow(Hook):
-    """Places the generator's accumulation window: it trains on every disc_steps-th
-    iteration, so after `iter` iterations it has seen iter // disc_steps micro-batches
-    (the loops set every member from the iteration count, right only for disc_steps=1)."""
-
-    priority = "HIGHEST"
-
-    def __init__(self, disc_steps: int) -> None:
-        self.disc_steps = disc_steps
-
-    def before_train(self, runner) -> None:
-        total = runner.state.total_iters(len(runner.train_dataloader))
-        generator = runner.optim_wrapper["generator"]
-        generator.initialize_count_status(
-            runner.model, runner.iter // self.disc_steps, total // self.disc_steps
-        )
-
-
 def build_runner(cfg: Config) -> Runner:
     if cfg.run.seed is not None:
         set_seed(cfg.run.seed)  # the initial weights are drawn before the Runner seeds
@@ -246,10 +228,9 @@ def build_runner(cfg: Config) -> Runner:
         # Keyed by sub-module: one Adam, one OptimWrapper per network (an OptimWrapperDict).
         optim_wrapper=dict(generator=member, discriminator=dict(member)),
         model_wrapper="separate",  # generator and discriminator each get their own DDP
-        custom_hooks=[
-            SampleGrid(cfg.sample_interval, cfg.noise_size),
-            GeneratorWindow(cfg.disc_steps),
-        ],
+        # Each member keeps its own accumulation window (the generator counts only the
+        # iterations it trains on), and one left open at the end is applied then.
+        custom_hooks=[SampleGrid(cfg.sample_interval, cfg.noise_size)],
         **kwargs,  # work_dir, train_cfg, seed, precision, logging, resume
     )
 

@@ -136,10 +136,12 @@ def test_lr_momentum_and_state_dict_round_trip():
     ow.update_params(p.sum())
     ow.update_params(p.sum())
     state = ow.state_dict()
-    assert state["accumulation"] == {"inner_count": 3, "max_counts": 7}
+    # MMEngine's contract: the optimizer's own state dict; the window lives in TrainState.
+    assert state == ow.optimizer.state_dict()
     q = nn.Parameter(p.detach().clone())
     other = OptimWrapper(torch.optim.SGD([q], lr=0.1, momentum=0.9), accumulative_counts=2)
     other.load_state_dict(state)
+    other.initialize_count_status(None, 3, 7)
     assert other._inner_count == 3 and other.should_sync()
     assert torch.equal(other.optimizer.state_dict()["state"][0]["momentum_buffer"], torch.ones(2))
     adam = OptimWrapper(torch.optim.Adam([q], lr=0.1, betas=(0.8, 0.99)))
@@ -199,4 +201,4 @@ def test_build_from_mmengine_dicts():
     with pytest.raises(ValueError, match="neither 'optimizer' nor a sub-module"):
         build_optim_wrapper(model, dict(gen=dict(optimizer=dict(type="SGD", lr=1))))
     with pytest.raises(ValueError, match="unsupported keys"):
-        build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=1), paramwise_cfg={}))
+        build_optim_wrapper(model, dict(optimizer=dict(type="SGD", lr=1), paramwise={}))

@@ -272,7 +272,11 @@ def test_fused_sgd_matches_plain_pytorch(tmp_path):
 
 # -- the OptimWrapper's direct path and Accelerate's -------------------------------------
 class FakeAccelerator:
-    """What OptimWrapper reads from an Accelerator, recording calls to backward."""
+    """What OptimWrapper reads from an Accelerator, recording calls to backward.
+
+    A fake only for routing: XLA, DeepSpeed and Megatron-LM cannot run on this project's
+    CPU machines. Every precision path with real Accelerate objects (fp16's loss scaler
+    included) is tested against plain PyTorch in tests/test_optim_precision_paths.py."""
 
     def __init__(self, scaler=None, distributed_type=DistributedType.NO) -> None:
         from accelerate.state import GradientState

@@ -1,9 +1,15 @@
 """Optimisation: optim wrappers, building them from MMEngine-style dicts, clipping, schedules."""
 
+from engine.optim.amp_optim_wrapper import AmpOptimWrapper
+from engine.optim.apex_optim_wrapper import ApexOptimWrapper
 from engine.optim.builder import build_optim_wrapper
+from engine.optim.default_constructor import DefaultOptimWrapperConstructor
 from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optim_wrapper_dict import OptimWrapperDict
 from engine.optim.scheduler import *  # noqa: F403
 from engine.optim.scheduler import __all__ as _scheduler_names
 
-__all__ = ["OptimWrapper", "OptimWrapperDict", "build_optim_wrapper", *_scheduler_names]
+__all__ = [
+    "OptimWrapper", "OptimWrapperDict", "build_optim_wrapper", *_scheduler_names,
+    "AmpOptimWrapper", "ApexOptimWrapper", "DefaultOptimWrapperConstructor",
+]  # fmt: skip

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from engine.model.fsdp2 import set_gradient_sync
@@ -78,12 +79,13 @@ class OptimWrapper:
         self._inner_count = 0
         self._max_counts = -1
         self._divisible_counts = -1
-        self._remainder_counts = 0
+        self._remainder_counts = -1  # MMEngine's "not initialised"
         self.last_grad_norm: torch.Tensor | None = _NO_GRAD_NORM
         self.accelerator = None
         self._accelerate_step_needed = False
         self._inner_optimizer = optimizer
         self._multi_process = False
+        self.base_param_settings = None  # MMEngine's attribute (DeepSpeed's extra group)
         if accelerator is not None:
             self.attach(accelerator)
 
@@ -121,14 +123,15 @@ class OptimWrapper:
         if self.accumulative_counts > 1:
             if init_counts % self.accumulative_counts != 0:
                 logger.warning(
-                    "Resuming at iteration %d, inside an accumulation window of %d: the window "
-                    "continues with the gradients it had before the interruption only if they were saved.",
+                    "Resumed iteration number %d is inside an accumulation window of %d: the "
+                    "window continues with the gradients it had before the interruption only "
+                    "if they were saved.",
                     init_counts,
                     self.accumulative_counts,
                 )
             if model is not None and _has_batch_norm(model):
                 logger.warning(
-                    "Gradient accumulation with BatchNorm: statistics follow micro-batches, not windows."
+                    "Gradient accumulative with BatchNorm: statistics follow micro-batches, not windows."
                 )
         self._remainder_counts = (
             self._max_counts % self.accumulative_counts if self._max_counts > 0 else 0
@@ -151,9 +154,13 @@ class OptimWrapper:
         """Divide by the size of the window this micro-batch belongs to."""
         if self.accumulative_counts == 1:
             return loss
-        if self._max_counts > 0 and self._inner_count >= self._divisible_counts:
-            return loss / self._remainder_counts
-        return loss / self.accumulative_counts
+        return loss / self._window_divisor(self._inner_count)
+
+    def _window_divisor(self, count: int) -> int:
+        """Micro-batches in the window of micro-batch `count` (0-based), as planned."""
+        if self._max_counts > 0 and self._remainder_counts and count >= self._divisible_counts:
+            return self._remainder_counts
+        return self.accumulative_counts
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
@@ -161,6 +168,11 @@ class OptimWrapper:
         if acc is None or not self._accelerate_step_needed:
             loss.backward(**kwargs)
         else:
+            if acc.scaler is not None and self._inner_optimizer is self.optimizer:
+                # fp16 with a raw optimizer (OptimWrapper(optimizer, accelerator)): the scaled
+                # gradients must be unscaled and overflows skipped, which only Accelerate's
+                # AcceleratedOptimizer does. (The Runner has prepared it by now.)
+                self.attach(acc, acc.prepare_optimizer(self.optimizer))
             steps = acc.gradient_accumulation_steps
             # Accelerate divides by its own fixed step count; `scale_loss` has already
             # divided by the true window size, so undo Accelerate's division.
@@ -209,9 +221,11 @@ class OptimWrapper:
         """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
         ``no_sync`` so distributed runs reduce gradients once per window."""
         acc = self.accelerator
-        if acc is None:
-            return _NULL_CONTEXT
         sync = self.accumulative_counts == 1 or self.should_sync()
+        if acc is None:  # a hand-made DDP: its own no_sync, as MMEngine
+            if not sync and callable(getattr(model, "no_sync", None)):
+                return model.no_sync()
+            return _NULL_CONTEXT
         acc.gradient_state._set_sync_gradients(sync)
         if self._multi_process:
             set_gradient_sync(model, sync)
@@ -221,6 +235,15 @@ class OptimWrapper:
         return _autocast_no_sync(acc, model)
 
     # -- reading and state ---------------------------------------------------
+    @property
+    def clip_grad_kwargs(self) -> dict | None:
+        """The ``clip_grad`` dict given (MMEngine's name)."""
+        return self.clip_grad
+
+    @property
+    def _accumulative_counts(self) -> int:
+        return self.accumulative_counts
+
     @property
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
@@ -244,28 +267,60 @@ class OptimWrapper:
         return {"momentum": values}
 
     def state_dict(self) -> dict:
-        """The optimizer's state dict plus the accumulation position (and the loss scaler's
-        state for fp16)."""
-        state = dict(self.optimizer.state_dict())
-        state["accumulation"] = {"inner_count": self._inner_count, "max_counts": self._max_counts}
+        """The optimizer's state dict (and, for fp16, the loss scaler's under
+        ``'loss_scaler'``, as MMEngine's AmpOptimWrapper). The accumulation position is
+        the run's (`TrainState.windows`), not the optimizer's."""
+        state = self.optimizer.state_dict()
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
-            state["loss_scaler"] = scaler.state_dict()
+            state = {**state, "loss_scaler": scaler.state_dict()}
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load what `state_dict` returned (a plain optimizer state dict works too)."""
         state = dict(state_dict)
-        accumulation = state.pop("accumulation", None)
+        state.pop("accumulation", None)  # older engine checkpoints kept the position here
         scaler_state = state.pop("loss_scaler", None)
         self.optimizer.load_state_dict(state)
-        if accumulation is not None:
-            self._inner_count = int(accumulation["inner_count"])
-            self._max_counts = int(accumulation["max_counts"])
-            self.initialize_count_status(None, self._inner_count, self._max_counts)
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler_state is not None and scaler is not None:
             scaler.load_state_dict(scaler_state)
+
+    @property
+    def max_counts(self) -> int:
+        """Micro-batches of the whole run (-1 when unknown), MMEngine's name."""
+        return self._max_counts
+
+    def apply_partial_window(self) -> bool:
+        """At the end of a run, apply an open window's gradients as an update of its own.
+
+        A wrapper used on only some iterations (a discriminator trained every k-th one)
+        may end the run inside a window that `should_update` never closes. Its gradients
+        were divided by the window size used for them; they are rescaled to the mean over
+        the micro-batches really in the window (reduced across processes, which skipped
+        that under ``no_sync``), then the optimizer steps.
+
+        Returns:
+            True if an update was applied.
+        """
+        done = self._inner_count % self.accumulative_counts
+        if done == 0 or self._inner_count == self._max_counts:
+            return False
+        grads = [
+            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        if not grads:
+            return False
+        factor = self._window_divisor(self._inner_count - 1) / done
+        if self._multi_process:
+            for grad in grads:
+                dist.all_reduce(grad)
+            factor /= self.accelerator.num_processes
+        if factor != 1:
+            torch._foreach_mul_(grads, factor)
+        self.step()
+        self.zero_grad()
+        return True
 
     def __repr__(self) -> str:
         return (

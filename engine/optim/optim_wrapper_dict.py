@@ -16,6 +16,10 @@ from torch import nn
 from engine.optim.optim_wrapper import OptimWrapper
 
 
+class MemberTypeError(TypeError, AssertionError):
+    """A member that is no OptimWrapper (an AssertionError too, as MMEngine raises)."""
+
+
 class OptimWrapperDict(Mapping):
     """Several named `OptimWrapper`s, one per sub-module (a GAN's generator and discriminator).
 
@@ -30,8 +34,9 @@ class OptimWrapperDict(Mapping):
     def __init__(self, **optim_wrappers: OptimWrapper) -> None:
         for name, wrapper in optim_wrappers.items():
             if not isinstance(wrapper, OptimWrapper):
-                raise TypeError(
-                    f"OptimWrapperDict member {name!r} must be an OptimWrapper, got {type(wrapper).__name__}"
+                raise MemberTypeError(
+                    f"`OptimWrapperDict` only accepts OptimWrapper members: {name!r} is a "
+                    f"{type(wrapper).__name__} (wrap it: OptimWrapper(optimizer))"
                 )
         self.optim_wrappers = optim_wrappers
 
@@ -48,7 +53,7 @@ class OptimWrapperDict(Mapping):
 
     def _use_a_member(self, what: str) -> NotImplementedError:
         return NotImplementedError(
-            f"OptimWrapperDict.{what}() is ambiguous: call it on a member, e.g. "
+            f"OptimWrapperDict.{what}() is ambiguous: `{what}` should be called by each member; call it on a member, e.g. "
             f"optim_wrapper[{next(iter(self.optim_wrappers), 'name')!r}].{what}(...); members: {list(self.optim_wrappers)}"
         )
 
@@ -73,8 +78,9 @@ class OptimWrapperDict(Mapping):
             wrapper.initialize_count_status(model, init_counts, max_counts)
 
     @property
-    def param_groups(self) -> list[dict]:
-        return [group for wrapper in self.optim_wrappers.values() for group in wrapper.param_groups]
+    def param_groups(self) -> dict[str, list[dict]]:
+        """Each member's param groups, keyed by member name (MMEngine's shape)."""
+        return {name: wrapper.param_groups for name, wrapper in self.optim_wrappers.items()}
 
     def get_lr(self) -> dict[str, list[float]]:
         return {f"{name}.lr": w.get_lr()["lr"] for name, w in self.optim_wrappers.items()}
@@ -98,9 +104,8 @@ class OptimWrapperDict(Mapping):
             wrapper.load_state_dict(state_dict[name])
 
     def __repr__(self) -> str:
-        return (
-            f"OptimWrapperDict({', '.join(f'{k}={v!r}' for k, v in self.optim_wrappers.items())})"
-        )
+        lines = [f"name: {name}\n{wrapper!r}" for name, wrapper in self.optim_wrappers.items()]
+        return "OptimWrapperDict(\n" + "\n".join(lines) + "\n)"
 
 
 def members(optim_wrapper: Any) -> list[OptimWrapper]:
@@ -109,3 +114,10 @@ def members(optim_wrapper: Any) -> list[OptimWrapper]:
     first one.)"""
     inner = getattr(optim_wrapper, "optim_wrappers", None)
     return list(inner.values()) if inner else [optim_wrapper]
+
+
+def named_members(optim_wrapper: Any) -> dict[str, OptimWrapper]:
+    """`members` by name: an `OptimWrapperDict`'s member names, or ``'optim_wrapper'`` for
+    a single wrapper (the keys of `TrainState.windows`)."""
+    inner = getattr(optim_wrapper, "optim_wrappers", None)
+    return dict(inner) if inner else {"optim_wrapper": optim_wrapper}

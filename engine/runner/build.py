@@ -172,10 +172,12 @@ def build_hooks(
 
 
 def build_schedules(
-    cfg: Any, updates_per_epoch: int, max_epochs: int | None = None, max_iters: int | None = None
+    cfg: Any, updates_per_epoch: Any, max_epochs: int | None = None, max_iters: int | None = None
 ) -> Any:
     """A list of schedules (dicts or built), or a dict of such lists keyed by optim
-    wrapper member; epoch schedules with ``convert_to_iter_based`` are converted here."""
+    wrapper member; epoch schedules with ``convert_to_iter_based`` are converted here,
+    `updates_per_epoch` being an int or the updates done by the end of each epoch
+    (`engine.optim.scheduler.apply.epoch_end_updates`)."""
     if cfg is None:
         return None
     if isinstance(cfg, dict) and "type" not in cfg:
@@ -199,6 +201,9 @@ def build_schedules(
             if limit is not None:
                 schedule = dataclasses.replace(schedule, end=limit)
         if schedule.by_epoch and schedule.convert_to_iter_based:
-            schedule = schedule.to_iter_based(updates_per_epoch)
+            per_epoch = updates_per_epoch
+            if callable(per_epoch) and not hasattr(schedule, "step_value"):
+                per_epoch = max(1, per_epoch(1))  # a schedule that takes an int (engine.compat)
+            schedule = schedule.to_iter_based(per_epoch)
         built.append(schedule)
     return built

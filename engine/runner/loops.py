@@ -17,7 +17,7 @@ from torch import nn
 
 from engine.checkpoint import rng
 from engine.evaluator.val_loss import StepLosses
-from engine.optim.optim_wrapper_dict import members
+from engine.optim.optim_wrapper_dict import members, named_members
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
 
@@ -113,10 +113,12 @@ def _counts(runner: Any, state: TrainState) -> int:
 
 
 def _sync_counts(runner: Any, state: TrainState, max_counts: int) -> int:
-    """Place the OptimWrapper's window from the state; returns updates per window."""
-    optim_wrapper = runner.optim_wrapper
-    optim_wrapper.initialize_count_status(runner.model, state.iter, max_counts)
-    return members(optim_wrapper)[0].accumulative_counts
+    """Place each optim wrapper's window from the state (its own count, else the
+    iteration count); returns the first one's micro-batches per window."""
+    for name, wrapper in named_members(runner.optim_wrapper).items():
+        init = state.windows.get(name, state.iter)
+        wrapper.initialize_count_status(runner.model, init, max_counts)
+    return members(runner.optim_wrapper)[0].accumulative_counts
 
 
 def _train_iter(
@@ -134,6 +136,11 @@ def _train_iter(
     state.iter += 1
     state.inner_iter += 1
     state.step = updates_done(state.iter, acc, max_counts)
+    wrappers = named_members(runner.optim_wrapper)
+    if state.iter == max_counts:  # the run's end: members left inside a window update now
+        for wrapper in wrappers.values():
+            wrapper.apply_partial_window()
+    state.windows = {name: w.inner_count for name, w in wrappers.items()}
     hooks.call(
         "after_train_iter", runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs
     )

@@ -25,6 +25,7 @@ from engine.model.compilation import compile_model
 from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
+from engine.optim.scheduler.apply import epoch_end_updates
 from engine.runner import loops
 from engine.runner.accelerate_setup import (
     apply_randomness,
@@ -208,11 +209,14 @@ class Runner:
     def logger(self) -> logging.Logger:
         return logger
 
-    def _updates_per_epoch(self) -> int:
+    def _updates_per_epoch(self) -> Any:
+        """Updates done by the end of each epoch (a function of the epoch count): windows
+        span epochs, so converted epoch schedules land on the exact update."""
         if self.train_dataloader is None or self.optim_wrapper is None:
             return 1
-        first = members(self.optim_wrapper)[0]
-        return max(1, len(self.train_dataloader) // first.accumulative_counts)
+        length = len(self.train_dataloader)
+        acc = members(self.optim_wrapper)[0].accumulative_counts
+        return epoch_end_updates(length, acc, self.state.total_iters(length))
 
     def _schedule_limits(self) -> tuple[int | None, int | None]:
         """(epochs, optimizer updates) of the whole run, to close schedules left open."""

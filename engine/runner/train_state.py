@@ -20,6 +20,9 @@ class TrainState:
         inner_iter: batches consumed in the current epoch/pass; resume skips this many.
         max_epochs / max_iters: the run's limits (one of them is set when training).
         best_scores: best value per metric name seen so far, for best-checkpoint logic.
+        windows: micro-batches each optim wrapper (by member name; ``'optim_wrapper'``
+            for a single one) has back-propagated: its accumulation position. A member
+            that does not step every iteration (a GAN's generator) keeps its own.
         should_stop: set by a hook (early stopping, a signal) to end training at the
             next safe point.
         loader_seed: the base seed of the current pass's DataLoader workers, so that a
@@ -43,6 +46,7 @@ class TrainState:
     should_stop: bool = False
     end_of_epoch: bool = False
     loader_seed: int | None = None
+    windows: dict[str, int] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,7 +58,7 @@ class TrainState:
         if unknown:
             raise ValueError(f"TrainState has no fields {sorted(unknown)}; fields: {sorted(names)}")
         for name, value in state.items():
-            setattr(self, name, dict(value) if name == "best_scores" else value)
+            setattr(self, name, dict(value) if name in ("best_scores", "windows") else value)
         return self
 
     def total_iters(self, epoch_length: int | None) -> int | None:

@@ -1,37 +1,10 @@
-"""Parameter schedules with MMEngine's names, as pure functions of a count."""
+"""Parameter schedules with MMEngine's names: pure functions of a count, and MMEngine's
+stateful schedulers over them (``LinearLR(optimizer, ...)``)."""
 
+from engine.optim.scheduler.param_scheduler import *  # noqa: F403
 from engine.optim.scheduler.param_scheduler import (
-    ConstantLR,
-    ConstantMomentum,
-    CosineAnnealingLR,
-    CosineAnnealingMomentum,
-    ExponentialLR,
-    ExponentialMomentum,
-    LinearLR,
-    LinearMomentum,
-    MultiStepLR,
-    MultiStepMomentum,
-    OneCycleLR,
-    PolyLR,
-    PolyMomentum,
-    StepLR,
-    StepMomentum,
+    __all__,
+    _ParamScheduler,  # noqa: F401
 )
 
-__all__ = [
-    "ConstantLR",
-    "ConstantMomentum",
-    "CosineAnnealingLR",
-    "CosineAnnealingMomentum",
-    "ExponentialLR",
-    "ExponentialMomentum",
-    "LinearLR",
-    "LinearMomentum",
-    "MultiStepLR",
-    "MultiStepMomentum",
-    "OneCycleLR",
-    "PolyLR",
-    "PolyMomentum",
-    "StepLR",
-    "StepMomentum",
-]
+__all__ = [name for name in __all__ if not name.startswith("_")]
