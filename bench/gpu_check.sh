@@ -26,7 +26,7 @@ fi
 
 # 1. The CUDA tests (on a CPU: the same file's CPU cases). At most 3 minutes.
 if [[ $SMOKE == 1 ]]; then TESTS=(tests/test_cuda.py); else TESTS=(-m cuda tests); fi
-timeout 180 "$PY" -m pytest "${TESTS[@]}" -q -rfEs -p no:cacheprovider >"$WORK/pytest.txt" 2>&1
+timeout 180 "$PY" -m pytest "${TESTS[@]}" -rfEs -p no:cacheprovider >"$WORK/pytest.txt" 2>&1
 TESTS_RC=$?
 tail -n 40 "$WORK/pytest.txt"
 
@@ -42,7 +42,8 @@ tail -n 5 "$WORK/bench.txt"
 {
     echo "## bench/gpu_check.sh, $(date -u +%Y-%m-%d) ($(( $(date +%s) - START )) s)"
     echo
-    echo "\`pytest ${TESTS[*]}\` (exit $TESTS_RC): $(tail -n 1 "$WORK/pytest.txt")"
+    SUMMARY=$(grep -E "[0-9]+ (passed|failed|errors?|skipped|deselected)" "$WORK/pytest.txt" | tail -n 1)
+    echo "\`pytest ${TESTS[*]}\` (exit $TESTS_RC): ${SUMMARY:-no summary line}"
     if [[ $TESTS_RC != 0 ]]; then
         echo
         echo '```'

@@ -157,7 +157,9 @@ class OptimWrapper:
         micro-batches' means; see `engine.optim.token_weighting`.
         """
         self.last_grad_norm = _NO_GRAD_NORM
-        if num_items is None and not self._items.open:
+        if not self._items.open and (
+            num_items is None or (self.accumulative_counts == 1 and not self._multi_process)
+        ):  # a one-batch window on one process: its mean loss already weights items alike
             self.backward(self.scale_loss(loss))
         else:
             self.backward(self._items.weight(loss, num_items, self.accelerator))
