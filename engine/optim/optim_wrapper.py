@@ -150,12 +150,9 @@ class OptimWrapper:
         num_items: Any = None,
     ) -> None:
         """Scale ``loss`` for its window, backward, and on the window's last micro-batch
-        clip, step and zero the gradients.
-
-        With ``num_items`` (how many items ``loss`` averages, e.g. real tokens), the update
-        is the mean over every item of the window on every process, not the mean of the
-        micro-batches' means; see `engine.optim.token_weighting`.
-        """
+        clip, step and zero the gradients. ``num_items``: how many items (tokens) ``loss``
+        averages; the update is then the mean over all the window's items on every process
+        (`engine.optim.token_weighting`)."""
         self.last_grad_norm = _NO_GRAD_NORM
         if not self._items.open and (
             num_items is None or (self.accumulative_counts == 1 and not self._multi_process)
