@@ -191,12 +191,12 @@ def build_schedule(cfg: Config) -> list[dict]:
     if cfg.optim.lr_schedule == "constant":
         return []
     updates = math.ceil(cfg.max_iters / cfg.optim.accumulative_counts)
-    warmup = max(1, updates // 10)  # schedules count optimizer updates, not micro-batches
-    return [
-        dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=warmup),
-        dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup, end=updates,
-             eta_min=cfg.optim.lr / 10),
-    ]  # fmt: skip
+    warmup = updates // 10  # schedules count optimizer updates, not micro-batches
+    cosine = dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup, end=updates,
+                  eta_min=cfg.optim.lr / 10)  # fmt: skip
+    if warmup < 2:  # LinearLR reaches its end factor one step before `end`: needs 2 steps
+        return [dict(cosine, begin=0)]
+    return [dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=warmup), cosine]
 
 
 def build_runner(cfg: Config) -> Runner:
