@@ -5,20 +5,31 @@
 #   bench/gpu_check.sh [OUT.md]          # default OUT: bench/gpu_check.md
 #   bench/gpu_check.sh --smoke [OUT.md]  # no GPU: the CUDA tests' CPU cases and gpu.py --smoke
 #
-# PYTHON picks the interpreter (default: python). Exit status: 0 when the tests passed and
-# the benchmark ran; the markdown is written either way, with what failed.
+# PYTHON picks the interpreter (default: python3). On a machine with no internet whose
+# Python lacks a package engine needs (tyro, say), WHEELS=DIR installs it from wheels in DIR
+# first (`pip download tyro -d DIR` elsewhere). Exit status: 0 when the tests passed and the
+# benchmark ran; the markdown is written either way, with what failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # engine from this checkout, not installed
 
 SMOKE=0
 if [[ "${1:-}" == "--smoke" ]]; then SMOKE=1; shift; fi
 OUT="${1:-bench/gpu_check.md}"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-python3}"
 TOTAL_S=470  # the whole call's budget: 8 minutes less a margin
 START=$(date +%s)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
+if [[ -n "${WHEELS:-}" ]]; then
+    "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl || exit 2
+fi
+MISSING=$("$PY" -c "import importlib.util as u; print(*[m for m in ('torch', 'accelerate', 'safetensors', 'tyro', 'tqdm', 'pytest') if u.find_spec(m) is None])")
+if [[ -n "$MISSING" ]]; then
+    echo "gpu_check.sh: $PY lacks: $MISSING; install them, or carry wheels and pass WHEELS=DIR" >&2
+    exit 2
+fi
 if [[ $SMOKE == 0 ]] && ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
     echo "gpu_check.sh: torch sees no CUDA device; on a machine without one run: bench/gpu_check.sh --smoke" >&2
     exit 2

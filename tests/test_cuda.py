@@ -254,6 +254,6 @@ def test_lm_recipe_trains_in_bf16_on_the_gpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "lm" / "scalars.jsonl").open()]
     losses = [r["loss"] for r in rows if r["mode"] == "train"]
-    assert losses[-1] < losses[0] - 1.0, losses
+    assert losses[-1] < losses[0] - 0.5, losses  # from ln(256) = 5.5 at the start
     ppl = [r["val/perplexity"] for r in rows if r["mode"] == "val"]
     assert math.isfinite(ppl[-1]) and ppl[-1] < 256
