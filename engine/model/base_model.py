@@ -227,12 +227,15 @@ def _item_count(value: Any, device: torch.device) -> torch.Tensor:
         raise TypeError(
             f"loss entry 'num_items' is a {type(value).__name__}; accepted: a number or a scalar tensor"
         )
-    if isinstance(value, int | float) and value < 0:
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0:
+            raise ValueError(
+                f"loss entry 'num_items' must be a scalar, got shape {tuple(value.shape)}"
+            )
+        return value.detach().to(device, non_blocking=True)
+    if value < 0:
         raise ValueError(f"loss entry 'num_items' must be >= 0, got {value}")
-    count = torch.as_tensor(value, device=device).detach()
-    if count.ndim != 0:
-        raise ValueError(f"loss entry 'num_items' must be a scalar, got shape {tuple(count.shape)}")
-    return count
+    return torch.full((), value, device=device)  # a fill on the device: no host-to-device copy
 
 
 def check_forward_takes_mode(model: nn.Module) -> None:

@@ -70,12 +70,15 @@ class ItemWeighting:
                 f"num_items weighting rescales param.grad, which {kind} keeps to itself; "
                 "return a loss without num_items under this backend"
             )
-        count = torch.as_tensor(num_items, device=loss.device).detach()
-        if count.ndim != 0:
+        dtype = torch.float64 if loss.device.type != "mps" else torch.float32  # exact counts
+        if not isinstance(num_items, torch.Tensor):  # a fill on the device, not a copy to it
+            count = torch.full((), float(num_items), device=loss.device, dtype=dtype)
+        elif num_items.ndim != 0:
             raise ValueError(
-                f"num_items must be a number or a scalar tensor, got shape {tuple(count.shape)}"
+                f"num_items must be a number or a scalar tensor, got shape {tuple(num_items.shape)}"
             )
-        count = count.to(torch.float64 if loss.device.type != "mps" else torch.float32)
+        else:
+            count = num_items.detach().to(loss.device, dtype, non_blocking=True)
         self._count = count if self._count is None else self._count + count
         self._micro_batches += 1
         return loss * (count / self._ref).to(loss.dtype)
