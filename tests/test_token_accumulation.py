@@ -137,3 +137,64 @@ def test_parse_losses_logs_num_items_and_keeps_it_out_of_the_total():
     loss, log_vars = model.parse_losses(model(torch.full((2,), 3.0), mode="loss"))
     assert float(loss.detach()) == 3.0  # num_items is not a loss term
     assert list(log_vars) == ["loss", "num_items"] and int(log_vars["num_items"]) == 7
+
+
+# -- no host read per micro-batch ----------------------------------------------------------
+HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+class _PaddedRegressor(BaseModel):
+    def __init__(self, python_count: bool) -> None:
+        super().__init__()
+        self.net = nn.Linear(3, 1)
+        self.python_count = python_count
+
+    def forward(self, x, y, mode="tensor"):
+        real = y[:, 1]  # 1 for real rows, 0 for padding
+        err = (self.net(x).squeeze(1) - y[:, 0]).pow(2) * real
+        n = real.sum()
+        count = len(x) if self.python_count else n
+        return {"loss": err.sum() / n.clamp(min=1), "num_items": count}
+
+
+@pytest.mark.parametrize("python_count", [False, True])
+def test_weighted_training_reads_the_host_only_at_log_intervals(
+    tmp_path, monkeypatch, python_count
+):
+    from engine import Hook, LoggerHook, Runner
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 3, generator=g), torch.randn(48, 1, generator=g)
+    y = torch.cat([y, (torch.rand(48, 1, generator=g) > 0.3).float()], 1)
+    log = {"iter": 0, "reads": []}
+
+    class Clock(Hook):
+        priority = "HIGHEST"
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            log["iter"] = runner.state.iter + 1
+
+    runner = Runner(
+        _PaddedRegressor(python_count),
+        tmp_path,
+        train_dataloader=dict(dataset=list(zip(x, y)), batch_size=4),
+        train_cfg=dict(by_epoch=False, max_iters=12),
+        optim_wrapper=dict(
+            optimizer=dict(type="SGD", lr=0.01), accumulative_counts=3, clip_grad=dict(max_norm=1.0)
+        ),
+        default_hooks=dict(logger=LoggerHook(interval=6, progress_bar=False), checkpoint=None),
+        custom_hooks=[Clock()],
+    )
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if "torch/utils/data/" not in caller and "accelerate/data_loader.py" not in caller:
+                log["reads"].append((log["iter"], _name, caller))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    runner.train()
+    monkeypatch.undo()
+    assert sorted({it for it, *_ in log["reads"]}) == [6, 12], log["reads"]
