@@ -1,9 +1,10 @@
 """GPU benchmark: engine against raw PyTorch and a hand-written Accelerate loop.
 
-Two workloads, each run as four variants:
+Two workloads, each run as four or five variants:
 
-  gpt   GPT-style decoder (8 layers, width 768, 12 heads, sequence 512, batch 16,
-        vocabulary 8192), bf16 autocast, AdamW: compute-bound.
+  gpt   recipes/train_lm.py's GPT (pre-norm blocks, causal attention through SDPA, tied
+        embeddings) at 8 layers, width 768, 12 heads, sequence 512, batch 16, vocabulary
+        8192; bf16 autocast, AdamW: compute-bound.
   mlp   784-1024-1024-10 MLP, batch 256, bf16 autocast, AdamW, an in-memory TensorDataset:
         overhead-bound (data loading and kernel launches, not FLOPs).
 
@@ -14,6 +15,8 @@ Two workloads, each run as four variants:
   engine          ``engine.Runner`` with its defaults (prefetching, pinned memory, fused
                   AdamW, timer/logger/checkpoint hooks) plus a ThroughputHook
   engine_compile  the same with ``compile=True``
+  engine_noprefetch  (mlp only) engine with ``prefetch=False``: how much of engine's gain
+                  over torch comes from prefetching (the rest: fused AdamW, the loop)
 
 All variants share the model code, the data, the batch size and the optimizer settings.
 Each variant lives in its own process (compiled once, warmed up); rounds then take one
@@ -46,7 +49,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-VARIANTS = ("torch", "accelerate", "engine", "engine_compile")
+VARIANTS = ("torch", "accelerate", "engine", "engine_compile", "engine_noprefetch")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR, BETAS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 0.1
 
 
@@ -91,44 +95,19 @@ def workloads(smoke: bool) -> list[Workload]:
 
 # -- models and data (shared by every variant) -------------------------------------------
 def build_core(w: Workload):
-    """The plain nn.Module: ``core(x, y) -> loss``."""
+    """The model every variant trains. gpt: recipes/train_lm.py's GPT (a BaseModel; called
+    as ``core(inputs, labels, mode='loss')['loss']`` by the hand-written loops); mlp: a
+    plain nn.Module, ``core(x, y) -> loss``."""
     import torch
     import torch.nn.functional as F
     from torch import nn
 
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(w.width), nn.LayerNorm(w.width)
-            self.qkv = nn.Linear(w.width, 3 * w.width)
-            self.proj = nn.Linear(w.width, w.width)
-            self.fc = nn.Linear(w.width, 4 * w.width)
-            self.out = nn.Linear(4 * w.width, w.width)
+    torch.manual_seed(0)
+    if w.name == "gpt":
+        sys.path.insert(0, os.path.join(ROOT, "recipes"))
+        from train_lm import GPT, ModelConfig
 
-        def forward(self, x):
-            b, t, c = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
-            q, k, v = (z.view(b, t, w.heads, c // w.heads).transpose(1, 2) for z in (q, k, v))
-            att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.proj(att.transpose(1, 2).reshape(b, t, c))
-            return x + self.out(F.gelu(self.fc(self.ln2(x))))
-
-    class GPT(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.wte = nn.Embedding(w.vocab, w.width)
-            self.wpe = nn.Embedding(w.seq, w.width)
-            self.blocks = nn.ModuleList(Block() for _ in range(w.layers))
-            self.ln = nn.LayerNorm(w.width)
-            self.head = nn.Linear(w.width, w.vocab, bias=False)
-
-        def forward(self, x, y):
-            pos = torch.arange(x.shape[1], device=x.device)
-            h = self.wte(x) + self.wpe(pos)
-            for block in self.blocks:
-                h = block(h)
-            logits = self.head(self.ln(h))
-            return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        return GPT(ModelConfig(layers=w.layers, width=w.width, heads=w.heads), w.seq, w.vocab)
 
     class MLP(nn.Module):
         def __init__(self) -> None:
@@ -142,16 +121,27 @@ def build_core(w: Workload):
         def forward(self, x, y):
             return F.cross_entropy(self.net(x).float(), y)
 
-    torch.manual_seed(0)
-    return GPT() if w.name == "gpt" else MLP()
+    return MLP()
+
+
+def batch_loss(core, batch, device=None):
+    """The hand-written loops' forward: a dict batch (gpt) or an ``(x, y)`` pair (mlp)."""
+    if isinstance(batch, dict):
+        if device is not None:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return core(**batch, mode="loss")["loss"]
+    x, y = batch
+    if device is not None:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return core(x, y)
 
 
 def build_engine_model(w: Workload):
+    if w.name == "gpt":
+        return build_core(w)  # a BaseModel already: num_tokens() feeds the ThroughputHook
     from engine import BaseModel
 
     class EngineModel(BaseModel):
-        tokens_per_sample = w.seq if w.name == "gpt" else None  # read by ThroughputHook
-
         def __init__(self) -> None:
             super().__init__()
             self.core = build_core(w)
@@ -163,14 +153,26 @@ def build_engine_model(w: Workload):
     return EngineModel()
 
 
+class TokenDataset:
+    """Random token sequences as ``{'inputs', 'labels'}`` samples (labels: inputs shifted)."""
+
+    def __init__(self, tokens) -> None:
+        self.tokens = tokens
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"inputs": self.tokens[i, :-1], "labels": self.tokens[i, 1:]}
+
+
 def dataset(w: Workload):
     import torch
     from torch.utils.data import TensorDataset
 
     g = torch.Generator().manual_seed(0)
     if w.name == "gpt":
-        tokens = torch.randint(0, w.vocab, (w.samples, w.seq + 1), generator=g)
-        return TensorDataset(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
+        return TokenDataset(torch.randint(0, w.vocab, (w.samples, w.seq + 1), generator=g))
     x = torch.randn(w.samples, w.in_dim, generator=g)
     return TensorDataset(x, torch.randint(0, w.classes, (w.samples,), generator=g))
 
@@ -189,6 +191,7 @@ def flops_per_sample(w: Workload, core) -> float:
         dense = sum(
             p.numel() for n, p in core.named_parameters() if not n.startswith(("wte", "wpe"))
         )
+        dense += w.vocab * w.width  # the output head: tied to wte, but a matmul all the same
         return (6 * dense + 12 * w.layers * w.width * w.seq) * w.seq
     return 6 * sum(p.numel() for p in core.parameters())
 
@@ -274,10 +277,9 @@ def run_torch(w: Workload, pacer: Pacer, device) -> None:
     dl = loader(w)
     core.train()
     while True:
-        for x, y in dl:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for batch in dl:
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = core(x, y)
+                loss = batch_loss(core, batch, device)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -295,8 +297,8 @@ def run_accelerate(w: Workload, pacer: Pacer, device) -> None:
     core, opt, dl = accelerator.prepare(core, opt, loader(w))
     core.train()
     while True:
-        for x, y in dl:
-            loss = core(x, y)
+        for batch in dl:
+            loss = batch_loss(core, batch)
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad()
@@ -304,7 +306,9 @@ def run_accelerate(w: Workload, pacer: Pacer, device) -> None:
                 return
 
 
-def run_engine(w: Workload, pacer: Pacer, device, compile: bool, peak_flops: float) -> None:
+def run_engine(
+    w: Workload, pacer: Pacer, device, compile: bool, peak_flops: float, prefetch: bool = True
+) -> None:
     from engine import Hook, LoggerHook, Runner
     from engine.hooks.throughput_hook import ThroughputHook
 
@@ -316,9 +320,8 @@ def run_engine(w: Workload, pacer: Pacer, device, compile: bool, peak_flops: flo
                 runner.state.should_stop = True
 
     model = build_engine_model(w)
-    throughput = ThroughputHook(
-        flops_per_sample=flops_per_sample(w, model.core), peak_flops=peak_flops
-    )
+    core = model if w.name == "gpt" else model.core
+    throughput = ThroughputHook(flops_per_sample=flops_per_sample(w, core), peak_flops=peak_flops)
     with tempfile.TemporaryDirectory() as work_dir:
         runner = Runner(
             model,
@@ -337,6 +340,7 @@ def run_engine(w: Workload, pacer: Pacer, device, compile: bool, peak_flops: flo
             ),
             custom_hooks=[throughput, PacerHook()],
             compile=compile,
+            prefetch=prefetch,
         )  # fmt: skip
         optimizer = runner.optim_wrapper._inner_optimizer
         pacer.result["optimizer"] = "fused" if optimizer.defaults.get("fused") else "foreach"
@@ -377,7 +381,8 @@ def serve(workload: str, variant: str, smoke: bool, peak_flops: float) -> None:
     elif variant == "accelerate":
         run_accelerate(w, pacer, device)
     else:
-        run_engine(w, pacer, device, variant == "engine_compile", peak_flops)
+        prefetch = variant != "engine_noprefetch"
+        run_engine(w, pacer, device, variant == "engine_compile", peak_flops, prefetch)
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -385,9 +390,8 @@ class Variant:
     """One variant's process, driven by JSON lines (it may print log lines too)."""
 
     def __init__(self, workload: str, name: str, smoke: bool, peak_flops: float) -> None:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, ACCELERATE_DISABLE_RICH="1")
-        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
         command = [sys.executable, __file__, "--serve", workload, name]
         command += ["--peak-flops", str(peak_flops)] + (["--smoke"] if smoke else [])
         self.name, self.error, self.tail = name, None, []
@@ -449,7 +453,8 @@ def measure_peak_flops(smoke: bool) -> tuple[float, str]:
 
 
 def bench_workload(w: Workload, args, peak_flops: float, deadline: float) -> list[dict]:
-    variants = [Variant(w.name, v, args.smoke, peak_flops) for v in args.variants]
+    names = [v for v in args.variants if v != "engine_noprefetch" or w.name == "mlp"]
+    variants = [Variant(w.name, v, args.smoke, peak_flops) for v in names]
     for v in variants:  # warm-ups (and compilations) run side by side
         if v.receive() is None:
             print(f"{w.name}/{v.name} failed to start: {v.error}", file=sys.stderr)
@@ -518,6 +523,37 @@ def markdown(rows: list[dict], header: str) -> str:
     return "\n".join(out)
 
 
+# The issue's bars: (what, workload, variant, baseline, bar); 'mem' compares peak memory.
+TARGETS = (
+    ("LM bf16 eager: engine tokens/s vs a hand-written Accelerate loop", "gpt", "engine", "accelerate", 0.99),
+    ("LM bf16 eager: engine tokens/s vs plain PyTorch", "gpt", "engine", "torch", 0.97),
+    ("LM: engine compile=True tokens/s vs eager plain PyTorch", "gpt", "engine_compile", "torch", 1.3),
+    ("MLP fed by a DataLoader: engine it/s vs plain PyTorch", "mlp", "engine", "torch", 1.5),
+    ("LM peak memory: engine / plain PyTorch (at most)", "gpt", "engine", "torch", "mem"),
+)  # fmt: skip
+
+
+def targets(rows: list[dict], smoke: bool) -> str:
+    """Each bar of the issue, the measured ratio, and whether it is met."""
+    by = {(r["workload"], r["variant"]): r for r in rows}
+    out = ["| target | bar | measured | met |", "| --- | ---: | ---: | --- |"]
+    for what, workload, variant, base, bar in TARGETS:
+        a, b = by.get((workload, variant), {}), by.get((workload, base), {})
+        if bar == "mem":
+            ok = a.get("peak_mem_gib") and b.get("peak_mem_gib")
+            ratio = a["peak_mem_gib"] / b["peak_mem_gib"] if ok else None
+            met = ratio is not None and ratio <= 1.05
+            bar_text = "<= 1.05x"
+        else:
+            ratio = b["ms"] / a["ms"] if "ms" in a and "ms" in b else None
+            met = ratio is not None and ratio >= bar
+            bar_text = f">= {bar}x"
+        measured = "-" if ratio is None else f"{ratio:.3f}x"
+        verdict = "n/a (smoke)" if smoke else ("yes" if met else "NO")
+        out.append(f"| {what} | {bar_text} | {measured} | {verdict} |")
+    return "\n".join(out) + "\n"
+
+
 def _speed(base_ms: float | None, ms: float) -> str:
     return f"{base_ms / ms:.2f}x" if base_ms else "-"
 
@@ -564,6 +600,7 @@ def main() -> None:
         deadline = start + (k + 1) * args.budget_s / len(chosen) - 60
         rows += bench_workload(w, args, peak, deadline)
     text = markdown(rows, environment(peak, peak_how, args))
+    text += "\n" + targets(rows, args.smoke)
     text += f"\nWhole run: {time.time() - start:.0f} s. Raw rows:\n\n```json\n"
     text += "\n".join(json.dumps(r) for r in rows) + "\n```\n"
     text += "\nSettings: " + "; ".join(json.dumps(asdict(w)) for w in chosen) + "\n"

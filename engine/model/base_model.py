@@ -138,7 +138,11 @@ class BaseModel(BaseModule):
             data = self.data_preprocessor(data, True)
             losses = self._run_forward(data, mode="loss")
         loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+        num_items = log_vars.get("num_items")
+        if num_items is None:
+            optim_wrapper.update_params(loss)
+        else:  # token-weighted: the window's update is the mean over all its items
+            optim_wrapper.update_params(loss, num_items=num_items)
         grad_norm = getattr(optim_wrapper, "last_grad_norm", None)
         if grad_norm is not None:
             log_vars["grad_norm"] = grad_norm
@@ -171,7 +175,11 @@ class BaseModel(BaseModule):
         """Sum every entry whose key contains ``'loss'`` into the total loss.
 
         A tensor counts by its mean, a list of tensors by the sum of their means;
-        other keys (e.g. ``acc``) are logged but not summed.
+        other keys (e.g. ``acc``) are logged but not summed. An optional ``num_items``
+        entry (an int or a scalar tensor, e.g. the batch's non-padding tokens) says how
+        many items the total loss averages over: `train_step` then makes each update the
+        mean over all the items of its accumulation window, on every process (see
+        `engine.optim.token_weighting`), instead of the mean of the micro-batches' means.
 
         Returns:
             ``(loss, log_vars)`` with ``log_vars`` holding ``'loss'`` first, then
@@ -183,7 +191,10 @@ class BaseModel(BaseModule):
                 "does forward honour the `mode` argument?"
             )
         parsed: dict[str, torch.Tensor] = {}
+        num_items = losses.get("num_items")
         for name, value in losses.items():
+            if name == "num_items":
+                continue
             if isinstance(value, torch.Tensor):
                 # A scalar is its own mean: skip the extra autograd node (hot path).
                 parsed[name] = value if value.ndim == 0 else value.mean()
@@ -205,7 +216,26 @@ class BaseModel(BaseModule):
         for name, value in parsed.items():
             if name != "loss":  # a user key named 'loss' is already part of the total
                 log_vars[name] = value.detach()
+        if num_items is not None:
+            log_vars["num_items"] = _item_count(num_items, loss.device)
         return loss, log_vars
+
+
+def _item_count(value: Any, device: torch.device) -> torch.Tensor:
+    """``num_items`` as a detached scalar tensor; no host read of a tensor."""
+    if isinstance(value, bool) or not isinstance(value, int | float | torch.Tensor):
+        raise TypeError(
+            f"loss entry 'num_items' is a {type(value).__name__}; accepted: a number or a scalar tensor"
+        )
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0:
+            raise ValueError(
+                f"loss entry 'num_items' must be a scalar, got shape {tuple(value.shape)}"
+            )
+        return value.detach().to(device, non_blocking=True)
+    if value < 0:
+        raise ValueError(f"loss entry 'num_items' must be >= 0, got {value}")
+    return torch.full((), value, device=device)  # a fill on the device: no host-to-device copy
 
 
 def check_forward_takes_mode(model: nn.Module) -> None:

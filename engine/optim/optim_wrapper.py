@@ -23,6 +23,7 @@ from torch import nn
 from engine.model.fsdp2 import set_gradient_sync
 from engine.model.wrappers import no_sync
 from engine.optim.grad_clip import clip_gradients, parse_clip_grad
+from engine.optim.token_weighting import ItemWeighting
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class OptimWrapper:
         self._inner_optimizer = optimizer
         self._multi_process = False
         self.base_param_settings = None  # MMEngine's attribute (DeepSpeed's extra group)
+        self._items = ItemWeighting()  # used when update_params gets num_items
         if accelerator is not None:
             self.attach(accelerator)
 
@@ -140,13 +142,27 @@ class OptimWrapper:
 
     # -- the update ----------------------------------------------------------
     def update_params(
-        self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None
+        self,
+        loss: torch.Tensor,
+        step_kwargs: dict | None = None,
+        zero_kwargs: dict | None = None,
+        *,
+        num_items: Any = None,
     ) -> None:
         """Scale ``loss`` for its window, backward, and on the window's last micro-batch
-        clip, step and zero the gradients."""
+        clip, step and zero the gradients. ``num_items``: how many items (tokens) ``loss``
+        averages; the update is then the mean over all the window's items on every process
+        (`engine.optim.token_weighting`)."""
         self.last_grad_norm = _NO_GRAD_NORM
-        self.backward(self.scale_loss(loss))
+        if not self._items.open and (
+            num_items is None or (self.accumulative_counts == 1 and not self._multi_process)
+        ):  # a one-batch window on one process: its mean loss already weights items alike
+            self.backward(self.scale_loss(loss))
+        else:
+            self.backward(self._items.weight(loss, num_items, self.accelerator))
         if self.should_update():
+            if self._items.open:
+                self._items.finish(self.optimizer, self.accelerator)
             self.step(**(step_kwargs or {}))
             self.zero_grad(**(zero_kwargs or {}))
 
