@@ -1,0 +1,79 @@
+"""`HistoryBuffer`: the recent values of one logged scalar (MMEngine's, for ported hooks)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+
+class HistoryBuffer:
+    """Keep the last `max_length` values of a scalar and how many samples each stood for.
+
+    Args:
+        log_history: initial values.
+        count_history: the count of each initial value (1 each when omitted).
+        max_length: older values are dropped beyond this many.
+
+    Example:
+        >>> buf = HistoryBuffer()
+        >>> buf.update(2.0); buf.update(4.0)
+        >>> buf.current(), buf.mean()
+        (4.0, 3.0)
+    """
+
+    def __init__(
+        self, log_history: Any = (), count_history: Any = (), max_length: int = 1000000
+    ) -> None:
+        self.max_length = max_length
+        log_history, count_history = list(log_history), list(count_history)
+        if count_history and len(count_history) != len(log_history):
+            raise ValueError("HistoryBuffer log_history and count_history differ in length")
+        self._log = deque(log_history, maxlen=max_length)
+        self._count = deque(count_history or [1] * len(log_history), maxlen=max_length)
+
+    def update(self, value: Any, count: int = 1) -> None:
+        """Append `value` (a number or a one-element tensor/array) standing for `count`."""
+        if hasattr(value, "item"):
+            value = value.item()
+        if not isinstance(value, int | float):
+            raise TypeError(f"HistoryBuffer values must be numbers, got {type(value).__name__}")
+        self._log.append(value)
+        self._count.append(count)
+
+    @property
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, counts) as arrays."""
+        return np.array(self._log), np.array(self._count)
+
+    def _window(self, window_size: int | None) -> list:
+        values = list(self._log)
+        return values if window_size is None else values[-window_size:]
+
+    def mean(self, window_size: int | None = None) -> float:
+        """Mean of the last `window_size` values (all when None), weighted by their counts."""
+        values = self._window(window_size)
+        counts = list(self._count)[-len(values) :] if values else []
+        return float(sum(values) / max(sum(counts), 1)) if values else float("nan")
+
+    def current(self) -> float:
+        """The latest value; an error when empty."""
+        if not self._log:
+            raise ValueError("HistoryBuffer is empty: nothing was updated yet")
+        return self._log[-1]
+
+    def max(self, window_size: int | None = None) -> float:
+        return max(self._window(window_size))
+
+    def min(self, window_size: int | None = None) -> float:
+        return min(self._window(window_size))
+
+    def statistics(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """MMEngine's by-name access: ``'mean'``, ``'current'``, ``'max'``, ``'min'``."""
+        if method not in ("mean", "current", "max", "min"):
+            raise KeyError(f"unknown statistic {method!r}; accepted: mean, current, max, min")
+        return getattr(self, method)(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._log)
