@@ -6,6 +6,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import torch
 
 
 class HistoryBuffer:
@@ -15,6 +16,10 @@ class HistoryBuffer:
         log_history: initial values.
         count_history: the count of each initial value (1 each when omitted).
         max_length: older values are dropped beyond this many.
+
+    A one-element device tensor is kept as it is and read back with others in one transfer
+    (at the next read, or every `_BATCH` values), so logging a loss every iteration does not
+    wait for the device each time.
 
     Example:
         >>> buf = HistoryBuffer()
@@ -32,22 +37,46 @@ class HistoryBuffer:
             raise ValueError("HistoryBuffer log_history and count_history differ in length")
         self._log = deque(log_history, maxlen=max_length)
         self._count = deque(count_history or [1] * len(log_history), maxlen=max_length)
+        self._pending: list = []  # (tensor, count) not read back yet
+
+    _BATCH = 64
 
     def update(self, value: Any, count: int = 1) -> None:
         """Append `value` (a number or a one-element tensor/array) standing for `count`."""
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"HistoryBuffer takes one-element tensors, got {value.shape}")
+            self._pending.append((value.detach().reshape(()), count))
+            if len(self._pending) >= self._BATCH:
+                self._flush()
+            return
         if hasattr(value, "item"):
             value = value.item()
         if not isinstance(value, int | float):
             raise TypeError(f"HistoryBuffer values must be numbers, got {type(value).__name__}")
+        self._flush()
         self._log.append(value)
         self._count.append(count)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        tensors, counts = zip(*self._pending)
+        self._pending = []
+        device = tensors[0].device
+        values = torch.stack([t.to(device, torch.float64 if device.type != "mps" else None)
+                              for t in tensors]).tolist()  # fmt: skip
+        self._log.extend(values)
+        self._count.extend(counts)
 
     @property
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, counts) as arrays."""
+        self._flush()
         return np.array(self._log), np.array(self._count)
 
     def _window(self, window_size: int | None) -> list:
+        self._flush()
         values = list(self._log)
         return values if window_size is None else values[-window_size:]
 
@@ -59,6 +88,7 @@ class HistoryBuffer:
 
     def current(self) -> float:
         """The latest value; an error when empty."""
+        self._flush()
         if not self._log:
             raise ValueError("HistoryBuffer is empty: nothing was updated yet")
         return self._log[-1]
@@ -76,4 +106,5 @@ class HistoryBuffer:
         return getattr(self, method)(*args, **kwargs)
 
     def __len__(self) -> int:
+        self._flush()
         return len(self._log)
