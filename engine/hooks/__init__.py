@@ -11,7 +11,7 @@ from engine.hooks.logger_hook import LoggerHook
 from engine.hooks.naive_visualization_hook import NaiveVisualizationHook
 from engine.hooks.nan_guard_hook import NanGuardHook
 from engine.hooks.param_scheduler_hook import ParamSchedulerHook
-from engine.hooks.profiler_hook import ProfilerHook
+from engine.hooks.profiler_hook import NPUProfilerHook, ProfilerHook
 from engine.hooks.runtime_info_hook import RuntimeInfoHook
 from engine.hooks.signal_hook import SignalHook
 from engine.hooks.sync_buffers_hook import SyncBuffersHook
@@ -28,6 +28,7 @@ __all__ = [
     "IterTimerHook",
     "LoggerHook",
     "NaiveVisualizationHook",
+    "NPUProfilerHook",
     "NanGuardHook",
     "ParamSchedulerHook",
     "ProfilerHook",

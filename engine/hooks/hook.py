@@ -49,7 +49,9 @@ EVENTS = (
 
 
 def priority_value(priority: int | str) -> int:
-    """``'NORMAL'`` -> 50; an int in [0, 100] is returned as is."""
+    """``'NORMAL'`` -> 50; an int in [0, 100] is returned as is (an enum gives its value)."""
+    if isinstance(getattr(priority, "value", None), int):
+        priority = priority.value
     if isinstance(priority, str):
         if priority.upper() not in PRIORITIES:
             raise ValueError(

@@ -18,6 +18,11 @@ from engine.hooks.hook import Hook
 logger = logging.getLogger("engine")
 
 
+def check_kineto() -> bool:
+    """Whether torch's profiler backend (Kineto) is built in."""
+    return bool(torch.autograd.kineto_available())
+
+
 class ProfilerHook(Hook):
     """Profile from ``before_run`` until `profile_times` epochs (or iterations) are done.
 
@@ -51,6 +56,8 @@ class ProfilerHook(Hook):
         with_flops: bool = False,
         json_trace_path: str | None = None,
     ) -> None:
+        if not check_kineto():
+            raise ImportError("ProfilerHook needs torch's Kineto profiler, missing from this build")
         if isinstance(profile_times, bool) or not isinstance(profile_times, int):
             raise ValueError(
                 f"ProfilerHook profile_times must be an int >= 1, got {profile_times!r}"
@@ -91,7 +98,7 @@ class ProfilerHook(Hook):
         self.profiler = torch.profiler.profile(
             activities=self.activities,
             schedule=self.schedule,
-            on_trace_ready=self._trace_handler(runner),
+            on_trace_ready=self._parse_trace_config(runner),
             record_shapes=self.record_shapes,
             profile_memory=self.profile_memory,
             with_stack=self.with_stack,
@@ -102,7 +109,7 @@ class ProfilerHook(Hook):
         logger.info("ProfilerHook: profiling the first %d %s", self.profile_times,
                     "epoch(s)" if self.by_epoch else "iteration(s)")  # fmt: skip
 
-    def _trace_handler(self, runner) -> Any:
+    def _parse_trace_config(self, runner) -> Any:
         spec = self.on_trace_ready
         if spec is None or callable(spec):
             return spec
@@ -114,7 +121,7 @@ class ProfilerHook(Hook):
             folder = Path(spec.pop("dir_name", "tf_tracing_logs"))
             if not folder.is_absolute():
                 folder = Path(_log_dir(runner)) / folder
-            return torch.profiler.tensorboard_trace_handler(str(folder), **spec)
+            return torch.profiler.tensorboard_parse_trace_config(str(folder), **spec)
         raise ValueError(
             f"ProfilerHook on_trace_ready type must be 'log_trace' or 'tb_trace', got {kind!r}"
         )
@@ -156,3 +163,14 @@ def _log_dir(runner) -> str:
     if folder is None:
         raise ValueError("ProfilerHook needs a work_dir (or json_trace_path) to write its trace")
     return str(folder)
+
+
+class NPUProfilerHook(Hook):
+    """MMEngine's Ascend NPU profiler: engine does not run on NPUs, so building it is an
+    error that says so (accepted by name so configs fail clearly, not with a KeyError)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            "NPUProfilerHook needs an Ascend NPU (torch_npu), which engine does not support; "
+            "use ProfilerHook"
+        )

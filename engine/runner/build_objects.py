@@ -104,3 +104,15 @@ def build_metric(cfg: Any) -> Any:
         if not isinstance(kind, str) or METRICS.get(kind) is not None:
             return build_object(cfg, METRICS, "metric")
     return cfg
+
+
+def check_model_arg(model: Any) -> None:
+    """Before any work: the model is a module, a dict with ``type`` or a callable."""
+    if isinstance(model, nn.Module) or callable(model):
+        return
+    if isinstance(model, dict) and "type" in model:
+        return
+    raise TypeError(
+        "model must be an nn.Module (an engine.BaseModel), a dict(type=...) or a callable "
+        f"returning one, got {type(model).__name__}"
+    )

@@ -93,9 +93,7 @@ def scale_lr(optim_wrapper: Any, auto_scale_lr: dict | None, loader: Any, proces
         return
     base = auto_scale_lr.get("base_batch_size")
     if isinstance(base, bool) or not isinstance(base, int) or base < 1:
-        raise ValueError(
-            f"auto_scale_lr needs base_batch_size, an int >= 1, got {auto_scale_lr!r}"
-        )
+        raise ValueError(f"auto_scale_lr needs base_batch_size, an int >= 1, got {auto_scale_lr!r}")
     batch = getattr(loader, "batch_size", None)
     if optim_wrapper is None or not isinstance(batch, int):
         raise ValueError(
