@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 from engine.hooks.best_rule import check_rule, infer_rule
@@ -89,7 +90,7 @@ class EarlyStoppingHook(Hook):
             )
             if self.strict:
                 raise RuntimeError(message + "; pass strict=False to skip such validations")
-            logger.warning(message)
+            warnings.warn(message + "; early stopping skips this validation", stacklevel=2)
             return
         reason = self._stop_reason(float(metrics[self.monitor]))
         if reason is None:

@@ -58,11 +58,14 @@ def priority_value(priority: int | str) -> int:
                 f"hook priority {priority!r} is unknown; accepted: an int 0-100 or {list(PRIORITIES)}"
             )
         return PRIORITIES[priority.upper()]
-    if isinstance(priority, int) and 0 <= priority <= 100:
-        return priority
-    raise ValueError(
-        f"hook priority must be an int in [0, 100] or a name such as 'NORMAL', got {priority!r}"
-    )
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(
+            "hook priority must be an integer or Priority enum value (or a name such as "
+            f"'NORMAL'), got {priority!r}"
+        )
+    if not 0 <= priority <= 100:
+        raise ValueError(f"hook priority must be between 0 and 100, got {priority}")
+    return priority
 
 
 class Hook:

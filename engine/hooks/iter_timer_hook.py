@@ -30,6 +30,9 @@ class IterTimerHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
         now = time.perf_counter()
         self.data_time = now - (self._last or now)
+        hub = getattr(runner, "message_hub", None)
+        if hub is not None:  # where MMEngine's hooks read it
+            hub.update_scalar("train/data_time", self.data_time)
 
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
@@ -39,6 +42,9 @@ class IterTimerHook(Hook):
         self._last = now
         self.total_time += self.iter_time
         self.total_iters += 1
+        hub = getattr(runner, "message_hub", None)
+        if hub is not None:
+            hub.update_scalar("train/time", self.iter_time)
 
     def seconds_per_iter(self) -> float:
         return self.total_time / max(self.total_iters, 1)

@@ -10,13 +10,14 @@ import datetime
 import json
 import logging
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.hooks.hook import Hook
+from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
 from engine.hooks.throughput_hook import ThroughputHook
 
@@ -48,6 +49,11 @@ class LoggerHook(Hook):
         out_suffix: the files written in ``work_dir``: ``'.jsonl'`` (or MMEngine's ``'.json'``)
             writes ``scalars.jsonl``; other suffixes are accepted for MMEngine configs.
         progress_bar: a tqdm bar on the main process; None shows it when stdout is a terminal.
+        interval_exp_name: every this many iterations, also log ``Exp name: <name>``.
+        out_dir: after the run, copy the work_dir's log files (those ending with an
+            `out_suffix`, ``scalars.jsonl`` and ``run.log`` included when ``'.json'``/``'.log'``
+            is listed) to ``<out_dir>/<work_dir name>/``; ``keep_local=False`` then removes
+            the originals. ``file_client_args``/``backend_args`` are accepted (local disk only).
 
     Example:
         >>> runner = Runner(model, work_dir='runs/a', ..., default_hooks=dict(logger=LoggerHook(50)))
@@ -63,9 +69,29 @@ class LoggerHook(Hook):
         log_metric_by_epoch: bool = True,
         out_suffix: str | tuple[str, ...] = (".jsonl",),
         progress_bar: bool | None = None,
+        interval_exp_name: int = 1000,
+        out_dir: str | Path | None = None,
+        keep_local: bool = True,
+        file_client_args: dict | None = None,
+        backend_args: dict | None = None,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"LoggerHook interval must be an int >= 1, got {interval!r}")
+        if isinstance(interval_exp_name, bool) or not isinstance(interval_exp_name, int):
+            raise TypeError(
+                f"LoggerHook interval_exp_name must be an int, got {interval_exp_name!r}"
+            )
+        if interval_exp_name < 1:
+            raise ValueError(f"LoggerHook interval_exp_name must be >= 1, got {interval_exp_name}")
+        if out_dir is not None and not isinstance(out_dir, str | Path):
+            raise TypeError(f"LoggerHook out_dir must be a str or Path, got {out_dir!r}")
+        if not isinstance(keep_local, bool):
+            raise TypeError(f"LoggerHook keep_local must be a bool, got {keep_local!r}")
+        self.interval_exp_name, self.out_dir, self.keep_local = (
+            interval_exp_name,
+            out_dir,
+            keep_local,
+        )
         self.interval = interval
         self.ignore_last = ignore_last
         self.log_metric_by_epoch = log_metric_by_epoch
@@ -117,6 +143,8 @@ class LoggerHook(Hook):
         self._iters += 1
         state = runner.state
         self._at = (state.epoch, batch_idx, state.iter, state.step)
+        if state.iter % self.interval_exp_name == 0 and _is_main(runner):
+            logger.info("Exp name: %s", getattr(runner, "experiment_name", None))
         self._update_bar(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
@@ -183,6 +211,20 @@ class LoggerHook(Hook):
         record.update(scalars)
         record.update(rates)
         self._emit(runner, "  ".join(parts), record, step=it)
+
+    def after_run(self, runner) -> None:
+        work_dir = getattr(runner, "work_dir", None)
+        if self.out_dir is None or work_dir is None or not _is_main(runner):
+            return
+        suffixes = set(self.out_suffix) | ({".jsonl"} if ".json" in self.out_suffix else set())
+        target = Path(self.out_dir) / Path(work_dir).name
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted(Path(work_dir).iterdir()):
+            if path.is_file() and path.name.endswith(tuple(suffixes)):
+                shutil.copy2(path, target / path.name)
+                if not self.keep_local:
+                    path.unlink()
+        logger.info("LoggerHook: copied the logs to %s", target)
 
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
@@ -284,12 +326,14 @@ def _is_main(runner) -> bool:
 def _throughput(runner) -> Any:
     """The run's `ThroughputHook`, whose rates join each window's line, or None."""
     hooks = getattr(runner, "hooks", None)
-    return hooks.get(ThroughputHook) if hooks is not None else None
+    found = hooks.get(ThroughputHook) if isinstance(hooks, HookList) else None
+    return found if isinstance(found, ThroughputHook) else None
 
 
 def _timer(runner) -> IterTimerHook | None:
     hooks = getattr(runner, "hooks", None)
-    return hooks.get(IterTimerHook) if hooks is not None else None
+    found = hooks.get(IterTimerHook) if isinstance(hooks, HookList) else None
+    return found if isinstance(found, IterTimerHook) else None
 
 
 def _len(loader: Any) -> int | None:

@@ -86,7 +86,7 @@ class ProfilerHook(Hook):
         self.with_stack, self.with_flops = with_stack, with_flops
         self.json_trace_path = json_trace_path
         self.profiler: Any = None
-        self._closed = True
+        self._closed = False
         self.trace_path: Path | None = None
 
     def before_run(self, runner) -> None:
@@ -96,7 +96,7 @@ class ProfilerHook(Hook):
                 f"ProfilerHook profile_times={self.profile_times} exceeds the run's {limit}"
             )
         self.profiler = torch.profiler.profile(
-            activities=self.activities,
+            activities=self.activities or None,  # none chosen: torch's default (all there are)
             schedule=self.schedule,
             on_trace_ready=self._parse_trace_config(runner),
             record_shapes=self.record_shapes,
@@ -129,21 +129,23 @@ class ProfilerHook(Hook):
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        if self._closed:
+        if self._closed or self.profiler is None:
             return
         self.profiler.step()
         if not self.by_epoch and runner.iter + 1 >= self.profile_times:
-            self._export(runner)
+            self._export_chrome_trace(runner)
 
     def after_train_epoch(self, runner) -> None:
-        if not self._closed and (not self.by_epoch or runner.epoch + 1 >= self.profile_times):
-            self._export(runner)
+        if self.profiler is None or self._closed:
+            return
+        if not self.by_epoch or runner.epoch + 1 >= self.profile_times:
+            self._export_chrome_trace(runner)
 
     def after_run(self, runner) -> None:
-        if not self._closed:
-            self._export(runner)
+        if self.profiler is not None and not self._closed:
+            self._export_chrome_trace(runner)
 
-    def _export(self, runner) -> None:
+    def _export_chrome_trace(self, runner) -> None:
         self._closed = True
         self.profiler.__exit__(None, None, None)
         if self.on_trace_ready is not None and self.json_trace_path is None:

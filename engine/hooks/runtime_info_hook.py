@@ -113,13 +113,21 @@ class RuntimeInfoHook(Hook):
     def _metrics(self, runner, mode: str, metrics: dict | None) -> None:
         hub = _hub(runner)
         for key, value in (metrics or {}).items() if hub is not None else ():
-            scalar = isinstance(value, int | float) or (
-                hasattr(value, "numel") and value.numel() == 1
-            )
-            if scalar and not isinstance(value, bool):
+            if _is_scalar(value):
                 hub.update_scalar(f"{mode}/{key}", value)
             else:
                 hub.update_info(f"{mode}/{key}", value)
+
+
+def _is_scalar(value: Any) -> bool:
+    """A number, or a one-element tensor/array (numpy scalars included)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    size = getattr(value, "size", None)
+    size = value.numel() if isinstance(value, torch.Tensor) else size
+    return size == 1 and hasattr(value, "item")
 
 
 def _hub(runner) -> Any:

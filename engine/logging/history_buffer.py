@@ -17,9 +17,9 @@ class HistoryBuffer:
         count_history: the count of each initial value (1 each when omitted).
         max_length: older values are dropped beyond this many.
 
-    A one-element device tensor is kept as it is and read back with others in one transfer
-    (at the next read, or every `_BATCH` values), so logging a loss every iteration does not
-    wait for the device each time.
+    A one-element device tensor is kept on its device (every `_BATCH` of them stacked into
+    one tensor there, which does not wait for the device) and read back only when the
+    buffer is read, all in one transfer: logging a loss every iteration never syncs.
 
     Example:
         >>> buf = HistoryBuffer()
@@ -37,7 +37,8 @@ class HistoryBuffer:
             raise ValueError("HistoryBuffer log_history and count_history differ in length")
         self._log = deque(log_history, maxlen=max_length)
         self._count = deque(count_history or [1] * len(log_history), maxlen=max_length)
-        self._pending: list = []  # (tensor, count) not read back yet
+        self._pending: list = []  # (0-d device tensor, count) not read back yet
+        self._chunks: list = []  # (1-d device tensor, counts): stacked pending values
 
     _BATCH = 64
 
@@ -47,8 +48,10 @@ class HistoryBuffer:
             if value.numel() != 1:
                 raise ValueError(f"HistoryBuffer takes one-element tensors, got {value.shape}")
             self._pending.append((value.detach().reshape(()), count))
-            if len(self._pending) >= self._BATCH:
-                self._flush()
+            if len(self._pending) >= self._BATCH:  # one device op, no host sync
+                tensors, counts = zip(*self._pending)
+                self._chunks.append((torch.stack([_wide(t) for t in tensors]), counts))
+                self._pending = []
             return
         if hasattr(value, "item"):
             value = value.item()
@@ -59,15 +62,19 @@ class HistoryBuffer:
         self._count.append(count)
 
     def _flush(self) -> None:
-        if not self._pending:
+        """Read every value still on the device back to the host, in one transfer."""
+        if self._pending:
+            tensors, counts = zip(*self._pending)
+            self._chunks.append((torch.stack([_wide(t) for t in tensors]), counts))
+            self._pending = []
+        if not self._chunks:
             return
-        tensors, counts = zip(*self._pending)
-        self._pending = []
-        device = tensors[0].device
-        values = torch.stack([t.to(device, torch.float64 if device.type != "mps" else None)
-                              for t in tensors]).tolist()  # fmt: skip
+        device = self._chunks[0][0].device
+        values = torch.cat([chunk.to(device) for chunk, _ in self._chunks]).tolist()
         self._log.extend(values)
-        self._count.extend(counts)
+        for _, counts in self._chunks:
+            self._count.extend(counts)
+        self._chunks = []
 
     @property
     def data(self) -> tuple[np.ndarray, np.ndarray]:
@@ -108,3 +115,8 @@ class HistoryBuffer:
     def __len__(self) -> int:
         self._flush()
         return len(self._log)
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """float64 where the device has it (MPS has not), so stacking mixed dtypes works."""
+    return t.to(torch.float32 if t.device.type == "mps" else torch.float64)

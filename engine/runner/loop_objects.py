@@ -54,6 +54,23 @@ class _TrainLoop(BaseLoop):
     def epoch(self) -> int:
         return self._state.epoch
 
+    # MMEngine's private names, which its tests and some hooks set directly.
+    @property
+    def _iter(self) -> int:
+        return self._state.iter
+
+    @_iter.setter
+    def _iter(self, value: int) -> None:
+        self._state.iter = value
+
+    @property
+    def _epoch(self) -> int:
+        return self._state.epoch
+
+    @_epoch.setter
+    def _epoch(self, value: int) -> None:
+        self._state.epoch = value
+
     @property
     def max_epochs(self) -> int | None:
         return self._state.max_epochs
