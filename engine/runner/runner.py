@@ -243,7 +243,9 @@ class Runner(RunnerAttributes):
         if self._log_with is not None and not self.accelerator.trackers:
             # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
             name = self.work_dir.name if self.work_dir is not None else "engine"
-            self.accelerator.init_trackers(name, config={k: v for k, v in self.train_cfg.items() if not isinstance(v, list)})
+            self.accelerator.init_trackers(
+                name, config={k: v for k, v in self.train_cfg.items() if not isinstance(v, list)}
+            )
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends.

@@ -41,10 +41,17 @@ class RunnerAttributes:
         self.rank, self.world_size = acc.process_index, acc.num_processes
         self.distributed = acc.num_processes > 1
         self.seed = self.randomness["seed"]
+        # A fresh hub per Runner (two runs in the same second share a default name), made
+        # the current instance so that MessageHub.get_current_instance() finds it.
+        MessageHub._instance_dict.pop(self.experiment_name, None)
         self.message_hub = MessageHub.get_instance(self.experiment_name)
-        self._logger = MMLogger.get_instance(self.experiment_name, log_level=log_level)
+        level = logging.getLevelName(log_level) if isinstance(log_level, str) else log_level
+        if not isinstance(level, int):
+            raise ValueError(f"log_level {log_level!r} is not a logging level such as 'INFO'")
+        self._logger = MMLogger.get_instance(self.experiment_name, log_level=level)
+        self._logger.setLevel(level)
         if acc.is_main_process:  # the other processes stay at WARNING (log_setup)
-            logging.getLogger("engine").setLevel(self._logger.level)
+            logging.getLogger("engine").setLevel(level)
         self.visualizer = _visualizer(visualizer, self.experiment_name, acc)
         self.default_scope = scope
         if scope is not None:

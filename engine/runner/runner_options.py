@@ -94,23 +94,31 @@ def scale_lr(optim_wrapper: Any, auto_scale_lr: dict | None, loader: Any, proces
     base = auto_scale_lr.get("base_batch_size")
     if isinstance(base, bool) or not isinstance(base, int) or base < 1:
         raise ValueError(f"auto_scale_lr needs base_batch_size, an int >= 1, got {auto_scale_lr!r}")
-    batch = getattr(loader, "batch_size", None)
-    if optim_wrapper is None or not isinstance(batch, int):
+    total = global_batch_size(loader, processes)
+    if optim_wrapper is None or total is None:
         raise ValueError(
             "auto_scale_lr needs an optim_wrapper and a train_dataloader with a batch_size"
         )
-    ratio = batch * processes / base
+    ratio = total / base
     logger.info(
-        "auto_scale_lr: global batch %d over base %d scales the lr by %g",
-        batch * processes,
-        base,
-        ratio,
+        "auto_scale_lr: global batch %d over base %d scales the lr by %g", total, base, ratio
     )
     for wrapper in members(optim_wrapper):
         for group in wrapper.optimizer.param_groups:
             group["lr"] *= ratio
             if "initial_lr" in group:
                 group["initial_lr"] *= ratio
+
+
+def global_batch_size(loader: Any, processes: int) -> int | None:
+    """Samples per iteration over all processes (Accelerate's prepared loaders know it)."""
+    total = getattr(loader, "total_batch_size", None)  # accelerate's DataLoaderShard
+    if isinstance(total, int):
+        return total
+    batch = getattr(loader, "batch_size", None)
+    if batch is None:
+        batch = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    return batch * processes if isinstance(batch, int) else None
 
 
 def unused_arguments(**given: Any) -> None:
