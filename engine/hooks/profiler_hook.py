@@ -65,8 +65,9 @@ class ProfilerHook(Hook):
         if profile_times < 1:
             raise ValueError(f"ProfilerHook profile_times must be an int >= 1, got {profile_times}")
         if by_epoch and profile_times > 1:
-            logger.warning(
-                "ProfilerHook: profiling %d whole epochs makes a large trace", profile_times
+            raise ValueError(
+                "ProfilerHook profiles at most one epoch (profile_times=1 with by_epoch=True); "
+                f"got profile_times={profile_times}: pass by_epoch=False to count iterations"
             )
         if on_trace_ready is not None and not (
             callable(on_trace_ready) or isinstance(on_trace_ready, dict)
@@ -121,7 +122,7 @@ class ProfilerHook(Hook):
             folder = Path(spec.pop("dir_name", "tf_tracing_logs"))
             if not folder.is_absolute():
                 folder = Path(_log_dir(runner)) / folder
-            return torch.profiler.tensorboard_parse_trace_config(str(folder), **spec)
+            return torch.profiler.tensorboard_trace_handler(str(folder), **spec)
         raise ValueError(
             f"ProfilerHook on_trace_ready type must be 'log_trace' or 'tb_trace', got {kind!r}"
         )
