@@ -11,6 +11,7 @@ from engine.hooks.logger_hook import LoggerHook
 from engine.hooks.naive_visualization_hook import NaiveVisualizationHook
 from engine.hooks.nan_guard_hook import NanGuardHook
 from engine.hooks.param_scheduler_hook import ParamSchedulerHook
+from engine.hooks.prepare_tta_hook import PrepareTTAHook
 from engine.hooks.profiler_hook import NPUProfilerHook, ProfilerHook
 from engine.hooks.runtime_info_hook import RuntimeInfoHook
 from engine.hooks.signal_hook import SignalHook
@@ -31,6 +32,7 @@ __all__ = [
     "NPUProfilerHook",
     "NanGuardHook",
     "ParamSchedulerHook",
+    "PrepareTTAHook",
     "ProfilerHook",
     "RuntimeInfoHook",
     "SignalHook",

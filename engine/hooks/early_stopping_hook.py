@@ -62,9 +62,9 @@ class EarlyStoppingHook(Hook):
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.rule == "greater" else a < b
 
-    def _stop_reason(self, value: float) -> str | None:
+    def _stop_reason(self, value: Any) -> str | None:
         """Update the best score and the wait count; the reason to stop, or None."""
-        if self.check_finite and not math.isfinite(value):
+        if self.check_finite and not math.isfinite(float(value)):
             return f"{self.monitor} is {value} (best so far {self.best_score:.4f})"
         if self.stopping_threshold is not None and self._better(value, self.stopping_threshold):
             self.best_score = value
@@ -92,7 +92,7 @@ class EarlyStoppingHook(Hook):
                 raise RuntimeError(message + "; pass strict=False to skip such validations")
             warnings.warn(message + "; early stopping skips this validation", stacklevel=2)
             return
-        reason = self._stop_reason(float(metrics[self.monitor]))
+        reason = self._stop_reason(metrics[self.monitor])  # a tensor stays one (as MMEngine)
         if reason is None:
             return
         logger.info("Early stopping: %s", reason)
@@ -103,7 +103,7 @@ class EarlyStoppingHook(Hook):
             runner.state.should_stop = True
 
     def state_dict(self) -> dict:
-        return {"best": self.best_score, "wait_count": self.wait_count}
+        return {"best": float(self.best_score), "wait_count": self.wait_count}
 
     def load_state_dict(self, state: dict) -> None:
         best = state["best"]

@@ -23,6 +23,7 @@ from engine.hooks.logger_hook import LoggerHook
 from engine.hooks.naive_visualization_hook import NaiveVisualizationHook
 from engine.hooks.nan_guard_hook import NanGuardHook
 from engine.hooks.param_scheduler_hook import ParamSchedulerHook
+from engine.hooks.prepare_tta_hook import PrepareTTAHook
 from engine.hooks.profiler_hook import ProfilerHook
 from engine.hooks.runtime_info_hook import RuntimeInfoHook
 from engine.hooks.signal_hook import SignalHook
@@ -108,6 +109,7 @@ def _stock_hooks() -> dict[str, type]:
         "DistSamplerSeedHook": DistSamplerSeedHook,
         "EmptyCacheHook": EmptyCacheHook,
         "NaiveVisualizationHook": NaiveVisualizationHook,
+        "PrepareTTAHook": PrepareTTAHook,
         "ProfilerHook": ProfilerHook,
         "RuntimeInfoHook": RuntimeInfoHook,
         "SyncBuffersHook": SyncBuffersHook,
