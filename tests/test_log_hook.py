@@ -270,3 +270,14 @@ def test_no_files_without_work_dir(tmp_path, monkeypatch, lines):
 def test_bad_interval(interval):
     with pytest.raises(ValueError, match="interval must be an int >= 1"):
         LoggerHook(interval=interval)
+
+
+def test_out_dir_copies_the_logs_and_exp_name_interval(tmp_path, caplog):
+    work_dir, out_dir = tmp_path / "exp", tmp_path / "shared"
+    hook = LoggerHook(interval=5, out_dir=str(out_dir), keep_local=False, interval_exp_name=4)
+    with caplog.at_level(logging.INFO, logger="engine"):
+        run(losses, hook, work_dir, experiment_name="exp-a")
+    copied = json.loads((out_dir / "exp" / "scalars.jsonl").read_text().splitlines()[-1])
+    assert copied["iter"] == 10 and copied["loss"] == 3.5
+    assert not (work_dir / "scalars.jsonl").exists()  # keep_local=False
+    assert sum("Exp name: exp-a" in r.getMessage() for r in caplog.records) == 2  # iters 4, 8

@@ -10,7 +10,6 @@ import datetime
 import json
 import logging
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
+from engine.hooks.log_lines import copy_logs, loader_len, metric_number, position
 from engine.hooks.throughput_hook import ThroughputHook
 
 logger = logging.getLogger("engine")
@@ -150,7 +150,7 @@ class LoggerHook(Hook):
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
             length = self._train_len
             if length is _UNSET:  # len() of a prepared loader is not free
-                length = self._train_len = _len(getattr(runner, "train_dataloader", None))
+                length = self._train_len = loader_len(getattr(runner, "train_dataloader", None))
             if (batch_idx + 1) % self.interval == 0:
                 self._flush(runner, emit=True)
             elif length is not None and batch_idx + 1 == length:
@@ -190,8 +190,8 @@ class LoggerHook(Hook):
         self._reset()
         if not emit or not _is_main(runner):
             return
-        timer, length = _timer(runner), _len(getattr(runner, "train_dataloader", None))
-        head, left = _position(runner.state, length, epoch, batch_idx, it)
+        timer, length = _timer(runner), loader_len(getattr(runner, "train_dataloader", None))
+        head, left = position(runner.state, length, epoch, batch_idx, it)
         optim_wrapper = getattr(runner, "optim_wrapper", None)
         lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
         lrs = {k: float(v[0]) for k, v in lr.items() if v}  # the first param group's, as MMEngine
@@ -214,17 +214,9 @@ class LoggerHook(Hook):
 
     def after_run(self, runner) -> None:
         work_dir = getattr(runner, "work_dir", None)
-        if self.out_dir is None or work_dir is None or not _is_main(runner):
-            return
-        suffixes = set(self.out_suffix) | ({".jsonl"} if ".json" in self.out_suffix else set())
-        target = Path(self.out_dir) / Path(work_dir).name
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted(Path(work_dir).iterdir()):
-            if path.is_file() and path.name.endswith(tuple(suffixes)):
-                shutil.copy2(path, target / path.name)
-                if not self.keep_local:
-                    path.unlink()
-        logger.info("LoggerHook: copied the logs to %s", target)
+        if self.out_dir is not None and work_dir is not None and _is_main(runner):
+            target = copy_logs(work_dir, self.out_dir, self.out_suffix, self.keep_local)
+            logger.info("LoggerHook: copied the logs to %s", target)
 
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
@@ -237,9 +229,9 @@ class LoggerHook(Hook):
         if not _is_main(runner):
             return
         # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
-        metrics = {k: _number(v) for k, v in (metrics or {}).items()}
+        metrics = {k: metric_number(v) for k, v in (metrics or {}).items()}
         state = runner.state
-        length = _len(getattr(runner, f"{mode}_dataloader", None))
+        length = loader_len(getattr(runner, f"{mode}_dataloader", None))
         pos = f"[{length}/{length}]" if length is not None else ""
         by_epoch = state.max_epochs is not None
         if by_epoch and mode == "val":
@@ -290,7 +282,7 @@ class LoggerHook(Hook):
 
             state = runner.state
             if state.max_epochs is not None:
-                total = _len(getattr(runner, "train_dataloader", None))
+                total = loader_len(getattr(runner, "train_dataloader", None))
                 desc, initial = f"Epoch {state.epoch + 1}", batch_idx
             else:
                 total, desc, initial = state.max_iters, "Iter", state.iter - 1
@@ -301,21 +293,6 @@ class LoggerHook(Hook):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-def _position(
-    state, length: int | None, epoch: int, batch_idx: int, it: int
-) -> tuple[str, int | None]:
-    """``Epoch(train) [3][ 40/100]`` or ``Iter(train) [ 40/1000]``, and the iterations left."""
-    if state.max_epochs is None:
-        total = state.max_iters
-        if not total:
-            return f"Iter(train) [{it}]", None
-        return f"Iter(train) [{it:>{len(str(total))}}/{total}]", total - it
-    if not length:
-        return f"Epoch(train) [{epoch + 1}][{batch_idx + 1}]", None
-    left = (state.max_epochs - epoch) * length - (batch_idx + 1)
-    return f"Epoch(train) [{epoch + 1}][{batch_idx + 1:>{len(str(length))}}/{length}]", left
 
 
 def _is_main(runner) -> bool:
@@ -334,16 +311,3 @@ def _timer(runner) -> IterTimerHook | None:
     hooks = getattr(runner, "hooks", None)
     found = hooks.get(IterTimerHook) if isinstance(hooks, HookList) else None
     return found if isinstance(found, IterTimerHook) else None
-
-
-def _len(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:  # None, or an iterable without a length
-        return None
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
