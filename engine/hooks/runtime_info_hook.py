@@ -78,7 +78,8 @@ class RuntimeInfoHook(Hook):
         for key, value in outputs.items():
             if isinstance(value, torch.Tensor) and value.numel() != 1:
                 value = value.detach().float().mean()
-            hub.update_scalar(f"train/{key}", value)
+            if isinstance(value, torch.Tensor | int | float):  # LoggerHook names bad values
+                hub.update_scalar(f"train/{key}", value)
 
     def before_val(self, runner) -> None:
         hub = _hub(runner)

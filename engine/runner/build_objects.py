@@ -8,6 +8,7 @@ registered in MMEngine's registry for that kind (`engine.registry`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -107,12 +108,23 @@ def build_metric(cfg: Any) -> Any:
 
 
 def check_model_arg(model: Any) -> None:
-    """Before any work: the model is a module, a dict with ``type`` or a callable."""
-    if isinstance(model, nn.Module) or callable(model):
+    """Before any work: the model is a module, a dict with ``type`` or a callable that
+    takes no arguments (a class or a factory)."""
+    if isinstance(model, nn.Module) or (isinstance(model, dict) and "type" in model):
         return
-    if isinstance(model, dict) and "type" in model:
+    if callable(model) and _takes_no_arguments(model):
         return
     raise TypeError(
         "model must be an nn.Module (an engine.BaseModel), a dict(type=...) or a callable "
-        f"returning one, got {type(model).__name__}"
+        f"with no arguments returning one, got {type(model).__name__}"
     )
+
+
+def _takes_no_arguments(factory: Any) -> bool:
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        return False
+    except ValueError:  # a builtin without a signature: let the call decide
+        return True
+    return True
