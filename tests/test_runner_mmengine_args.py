@@ -15,6 +15,7 @@ from engine.config import Config
 from engine.hooks import ProfilerHook
 from engine.model import BaseDataPreprocessor
 from engine.registry import DATASETS, HOOKS, METRICS, MODELS
+from models import ParamModel
 
 
 class Net(BaseModel):
@@ -214,3 +215,26 @@ def test_profiler_hook_writes_a_trace_in_the_run_folder(tmp_path):
     assert any(e.get("name") == "aten::linear" for e in trace["traceEvents"])  # the model ran
     with pytest.raises(ValueError, match="at most one epoch"):
         ProfilerHook(by_epoch=True, profile_times=2)
+
+
+def test_resume_true_with_load_from_resumes_from_load_from(tmp_path):
+    def make(work_dir, lr, **kw):
+        return Runner(
+            model=ParamModel(),
+            work_dir=work_dir,
+            train_dataloader=torch.utils.data.DataLoader(
+                [{"x": torch.tensor([1.0])}, {"x": torch.tensor([2.0])}], batch_size=None
+            ),
+            train_cfg=dict(by_epoch=True, max_epochs=3),
+            optim_wrapper=dict(optimizer=dict(type="SGD", lr=lr)),
+            default_hooks=dict(logger=None),
+            **kw,
+        )
+
+    full = make(tmp_path / "a", 0.1)
+    full.train()  # p = -0.3 * 3 = -0.9, with epoch_1 holding p = -0.3
+    make(tmp_path / "b", 1.0).train()  # work_dir b's latest checkpoint: a finished run
+    resumed = make(tmp_path / "b", 0.1, resume=True, load_from=str(tmp_path / "a" / "epoch_1"))
+    resumed.train()
+    assert resumed.state.iter == 6
+    assert resumed.model.p.item() == pytest.approx(full.model.p.item()) == pytest.approx(-0.9)
