@@ -89,6 +89,8 @@ def load_eval_weights(
     source = load_from
     if resume and resume is not True:
         source = resume
+    elif resume is True and load_from is not None and _is_resumable(load_from):
+        source = load_from  # as load_checkpoint: resume=True resumes from load_from
     elif resume is True and getattr(runner, "work_dir", None) is not None:
         source = find_latest_checkpoint(work_dir_of(runner)) or load_from
     if source is not None:
