@@ -82,6 +82,15 @@ class HistoryBuffer:
         self._flush()
         return np.array(self._log), np.array(self._count)
 
+    # MMEngine's attribute names, which ported code reads.
+    @property
+    def _log_history(self) -> np.ndarray:
+        return self.data[0]
+
+    @property
+    def _count_history(self) -> np.ndarray:
+        return self.data[1]
+
     def _window(self, window_size: int | None) -> list:
         self._flush()
         values = list(self._log)

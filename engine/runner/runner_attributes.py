@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.config_dict import Config
 from engine.logging import MessageHub, MMLogger
+from engine.optim.builder import build_optim_wrapper
 from engine.registry import VISUALIZERS, DefaultScope
 from engine.runner.build import build_hook
 from engine.runner.build_objects import build_object
@@ -76,6 +77,11 @@ class RunnerAttributes:
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
         """Call event `fn_name` on every hook that handles it, in priority order."""
         self.hooks.call(fn_name, self, **kwargs)
+
+    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
+        """MMEngine's ``runner.build_optim_wrapper(cfg)``: a built wrapper as it is, else one
+        built for this run's model (``engine.optim.build_optim_wrapper``)."""
+        return build_optim_wrapper(self._raw_model, optim_wrapper, self.accelerator)
 
     def register_hook(self, hook: Any, priority: int | str | None = None) -> None:
         """Add a `Hook` (or ``dict(type=...)``), as MMEngine's ``runner.register_hook``."""
