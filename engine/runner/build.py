@@ -30,8 +30,8 @@ from engine.hooks.signal_hook import SignalHook
 from engine.hooks.sync_buffers_hook import SyncBuffersHook
 from engine.hooks.throughput_hook import ThroughputHook
 from engine.optim.scheduler.param_scheduler import INF, build_schedule
-from engine.registry import HOOKS
-from engine.runner.build_objects import build_dataset, build_metric, build_object
+from engine.registry import DATASETS, HOOKS
+from engine.runner.build_objects import build_object, resolve_type
 from engine.runner.val_schedule import check_dynamic_intervals
 
 _LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
@@ -84,8 +84,10 @@ def build_dataloader(cfg: Any, name: str) -> Any:
     ``collate_fn``, ``worker_init_fn`` as dicts too) becomes a ``DataLoader`` that Accelerate
     shards (see `engine.dataset.builder`). A dataset ``type`` may also be a name registered
     in `engine.registry.DATASETS`."""
-    if isinstance(cfg, dict) and isinstance(cfg.get("dataset"), dict):
-        cfg = {**cfg, "dataset": build_dataset(cfg["dataset"])}
+    dataset = cfg.get("dataset") if isinstance(cfg, dict) else None
+    if isinstance(dataset, dict) and isinstance(dataset.get("type"), str):
+        kind = resolve_type(dataset["type"], {}, DATASETS, f"{name} dataset")
+        cfg = {**cfg, "dataset": {**dataset, "type": kind}}  # the builder builds it
     return build_dataset_loader(cfg, name)
 
 
@@ -98,9 +100,7 @@ def build_evaluator(cfg: Any, name: str) -> Evaluator | None:
         raise TypeError(
             f"{name} must be an Evaluator, a BaseMetric, a dict with 'type' or a list of them, got {type(cfg).__name__}"
         )
-    if isinstance(cfg, list | tuple):
-        cfg = [build_metric(item) for item in cfg]
-    return Evaluator(build_metric(cfg))
+    return Evaluator(cfg)
 
 
 def _stock_hooks() -> dict[str, type]:

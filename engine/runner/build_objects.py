@@ -1,7 +1,7 @@
 """``dict(type=...)`` to objects at the Runner's edge: a class, engine's name, or a registered one.
 
-One rule everywhere a built object is accepted (model, data preprocessor, hooks, metrics,
-datasets): ``type`` may be a class or a function (called with the other keys), one of
+One rule for the model, its data preprocessor, hooks and datasets (metrics resolve the same
+way in `engine.evaluator.metrics`): ``type`` may be a class or a function (called with the other keys), one of
 engine's own names (an explicit table passed in by the caller), or a name ported code
 registered in MMEngine's registry for that kind (`engine.registry`).
 """
@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from engine.model.base_model import build_preprocessor
-from engine.registry import DATASETS, METRICS, MODELS, Registry
+from engine.registry import MODELS, Registry
 
 
 def resolve_type(kind: Any, stock: Mapping[str, Any], registry: Registry, what: str) -> Callable:
@@ -90,21 +90,6 @@ def build_preprocessor_any(cfg: Any) -> nn.Module:
     if isinstance(cfg, dict) and MODELS.get(cfg.get("type", "")) is not None:
         return build_object(cfg, MODELS, "data_preprocessor")
     return build_preprocessor(cfg)
-
-
-def build_dataset(cfg: Any) -> Any:
-    """A dataset from ``dict(type=<class or a DATASETS name>, ...)``; built ones pass."""
-    return build_object(cfg, DATASETS, "dataset")
-
-
-def build_metric(cfg: Any) -> Any:
-    """A metric dict whose type is a class or a registered name is built; engine's own
-    metric names are left to `engine.evaluator.Evaluator`."""
-    if isinstance(cfg, dict) and "type" in cfg:
-        kind = cfg["type"]
-        if not isinstance(kind, str) or METRICS.get(kind) is not None:
-            return build_object(cfg, METRICS, "metric")
-    return cfg
 
 
 def check_model_arg(model: Any) -> None:
