@@ -47,11 +47,10 @@ class HistoryBuffer:
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise ValueError(f"HistoryBuffer takes one-element tensors, got {value.shape}")
-            self._pending.append((value.detach().reshape(()), count))
-            if len(self._pending) >= self._BATCH:  # one device op, no host sync
-                tensors, counts = zip(*self._pending)
-                self._chunks.append((torch.stack([_wide(t) for t in tensors]), counts))
-                self._pending = []
+            # Kept as is (detached): the few microseconds per call matter every iteration.
+            self._pending.append((value.detach() if value.requires_grad else value, count))
+            if len(self._pending) >= self._BATCH:
+                self._stack_pending()
             return
         if hasattr(value, "item"):
             value = value.item()
@@ -61,16 +60,24 @@ class HistoryBuffer:
         self._log.append(value)
         self._count.append(count)
 
+    def _stack_pending(self) -> None:
+        """Stack the pending tensors into one on their device: no host sync."""
+        tensors, counts = zip(*self._pending)
+        self._pending = []
+        try:
+            chunk = torch.stack([t if t.dim() == 0 else t.reshape(()) for t in tensors])
+        except RuntimeError:  # mixed devices or dtypes: convert one by one
+            chunk = torch.stack([_wide(t.reshape(()).to(tensors[0].device)) for t in tensors])
+        self._chunks.append((chunk, counts))
+
     def _flush(self) -> None:
         """Read every value still on the device back to the host, in one transfer."""
         if self._pending:
-            tensors, counts = zip(*self._pending)
-            self._chunks.append((torch.stack([_wide(t) for t in tensors]), counts))
-            self._pending = []
+            self._stack_pending()
         if not self._chunks:
             return
         device = self._chunks[0][0].device
-        values = torch.cat([chunk.to(device) for chunk, _ in self._chunks]).tolist()
+        values = torch.cat([_wide(chunk.to(device)) for chunk, _ in self._chunks]).tolist()
         self._log.extend(values)
         for _, counts in self._chunks:
             self._count.extend(counts)
