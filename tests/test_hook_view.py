@@ -165,3 +165,22 @@ def test_runtime_info_fills_the_message_hub():
     assert hub.get_scalar("val/acc").current() == 1.0
     assert (hub.get_info("epoch"), hub.get_info("max_epochs")) == (1, 2)
     assert hub.get_info("iter") == 5  # set before the last iteration, as MMEngine
+
+
+def test_log_processor_reads_the_hub():
+    lines = []
+
+    class Log(Hook):
+        priority = "LOWEST"  # after RuntimeInfoHook and IterTimerHook filled the hub
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            lines.append(runner.log_processor.get_log_after_iter(runner, batch_idx, "train"))
+
+    runner = build(dict(by_epoch=True, max_epochs=1), Log(), n=4)
+    runner.train()
+    tag, line = lines[-1]
+    # losses 0, -0.1, -0.2, -0.3 (window 10 covers all four); lr the latest value
+    assert tag["loss"] == pytest.approx(-0.15) and tag["lr"] == 0.1
+    assert line.startswith("Epoch(train) [1][4/4]") and "loss: -0.1500" in line
+    metrics, line = runner.log_processor.get_log_after_epoch(runner, 0, "val")
+    assert metrics == {"acc": 1.0} and line == "Epoch(val) [1/1]  acc: 1.0000"

@@ -2,6 +2,7 @@
 
 from engine.checkpoint import find_latest_checkpoint, save_checkpoint
 from engine.runner.amp import autocast
+from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
     BaseLoop,
     EpochBasedTrainLoop,
@@ -20,6 +21,7 @@ __all__ = [
     "BaseLoop",
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",
+    "LogProcessor",
     "Priority",
     "Runner",
     "TestLoop",

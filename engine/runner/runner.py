@@ -140,7 +140,9 @@ class Runner(RunnerAttributes):
             self.work_dir.mkdir(parents=True, exist_ok=True)
         apply_randomness(self.accelerator, randomness)
         self.randomness = randomness
-        self._init_mmengine_view(experiment_name, cfg, log_level, visualizer, default_scope)
+        self._init_mmengine_view(
+            experiment_name, cfg, log_level, visualizer, default_scope, log_processor
+        )
         unused_arguments(log_processor=log_processor, default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)

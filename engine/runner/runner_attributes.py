@@ -17,6 +17,7 @@ from engine.optim.builder import build_optim_wrapper
 from engine.registry import VISUALIZERS, DefaultScope
 from engine.runner.build import build_hook
 from engine.runner.build_objects import build_object
+from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
     EpochBasedTrainLoop,
     IterBasedTrainLoop,
@@ -33,7 +34,13 @@ class RunnerAttributes:
     in_after_train_iter = False  # set by the loops around after_train_iter (see `iter`)
 
     def _init_mmengine_view(
-        self, experiment_name: Any, cfg: Any, log_level: Any, visualizer: Any, scope: Any
+        self,
+        experiment_name: Any,
+        cfg: Any,
+        log_level: Any,
+        visualizer: Any,
+        scope: Any,
+        log_processor: dict | None = None,
     ) -> None:
         acc = self.accelerator
         self.timestamp, self.experiment_name = run_identity(experiment_name)
@@ -55,6 +62,9 @@ class RunnerAttributes:
             logging.getLogger("engine").setLevel(level)
         self.visualizer = _visualizer(visualizer, self.experiment_name, acc)
         self.default_scope = scope
+        self.log_processor = LogProcessor(
+            **{k: v for k, v in (log_processor or {}).items() if k != "type"}
+        )
         if scope is not None:
             DefaultScope.get_instance(self.experiment_name, scope_name=scope)
 
