@@ -164,6 +164,11 @@ def build_hooks(
             f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
         )
     for key, value in (default_hooks or {}).items():
+        if key == "param_scheduler" and isinstance(value, dict) and "schedules" not in value:
+            # MMEngine's dict(type='ParamSchedulerHook') takes the Runner's schedules.
+            kind = value.get("type")
+            if kind in ("ParamSchedulerHook", ParamSchedulerHook):
+                value = {**value, "schedules": schedules or []}
         if key == "param_scheduler" and value is not None and schedules:
             value = build_hook(value)
             value.schedules = schedules

@@ -18,6 +18,7 @@ from torch import nn
 from engine.checkpoint import rng
 from engine.evaluator.val_loss import StepLosses
 from engine.optim.optim_wrapper_dict import members, named_members
+from engine.runner.infinite_iterator import _InfiniteDataloaderIterator  # noqa: F401 (MMEngine's name)
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
 from engine.runner.val_schedule import should_validate
