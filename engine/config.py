@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# MMEngine's Config/ConfigDict, for ported code (`engine.config_dict`).
+from engine.config_dict import Config, ConfigDict  # noqa: F401
+
 
 @dataclass
 class OptimConfig:

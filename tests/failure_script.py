@@ -49,9 +49,9 @@ class Announce(Hook):
     priority = "HIGHEST"
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter == 3:
+        if runner.state.iter == 3:
             print("READY", flush=True)
-        if runner.iter >= 3:
+        if runner.state.iter >= 3:
             time.sleep(0.05)
 
 
@@ -62,7 +62,7 @@ class SignalSelf(Hook):
         self.at = at
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter == self.at:
+        if runner.state.iter == self.at:
             os.kill(os.getpid(), signal.SIGTERM)
 
 

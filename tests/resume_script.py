@@ -61,7 +61,7 @@ class KillAt(Hook):
         self.n = n
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter == self.n:
+        if runner.state.iter == self.n:
             os.kill(os.getpid(), signal.SIGKILL)
 
 

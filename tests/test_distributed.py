@@ -374,7 +374,7 @@ def test_gan_recipe_resumes_exactly_with_disc_steps_and_accumulation(tmp_path):
 
     class Interrupt(Hook):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if runner.iter == 7:  # SignalHook stops at the next point where no window is open
+            if runner.state.iter == 7:  # SignalHook stops at the next point where no window is open
                 signal.raise_signal(signal.SIGTERM)
 
     def run(work_dir, resume=False, interrupt=False):

@@ -91,7 +91,7 @@ class SendSignal(Hook):
         self.sig, self.at = sig, at
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        for _ in range(self.at.count(runner.iter)):
+        for _ in range(self.at.count(runner.state.iter)):  # iterations done
             os.kill(os.getpid(), self.sig)
 
 
@@ -131,7 +131,7 @@ def test_checkpoint_joins_retention_and_a_due_save_is_not_repeated(tmp_path):
 
     class CountSaves(Hook):
         def before_save_checkpoint(self, runner, checkpoint):
-            saves.append(runner.iter)
+            saves.append(runner.state.iter)
 
     hook = CheckpointHook(interval=3, by_epoch=False, max_keep_ckpts=2)
     signals = SendSignal(signal.SIGTERM, 5, 9)  # 9: a save is due there anyway

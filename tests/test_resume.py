@@ -121,7 +121,7 @@ class CrashAfter(Hook):
         self.n = n
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter == self.n:
+        if runner.state.iter == self.n:
             raise Crash
 
 

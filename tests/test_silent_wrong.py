@@ -224,7 +224,7 @@ class CrashAt(Hook):
         self.at = at
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter == self.at:
+        if runner.state.iter == self.at:  # iterations done
             raise Crash
 
 

@@ -15,33 +15,16 @@ import re
 import shutil
 from typing import Any
 
+from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import read_engine_state
 from engine.checkpoint.io import STATE, CheckpointError
 from engine.checkpoint.save import at_window_end, check_supported, save_checkpoint, work_dir_of
+from engine.hooks.best_rule import infer_rule
 from engine.hooks.hook import Hook
 
 logger = logging.getLogger("engine")
 
-# MMEngine's inference of the rule from the metric name (case-insensitive): an exact
-# match first, then a substring, 'greater' keys before 'less' ones.
-GREATER_KEYS = ("acc", "top", "ar@", "auc", "precision", "recall", "f1", "map", "mdice",
-                "miou", "macc", "aacc", "psnr", "ssim")  # fmt: skip
-LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse", "wer", "cer", "perplexity", "fid")
 _RULES = {"greater": lambda a, b: a > b, "less": lambda a, b: a < b}
-
-
-def infer_rule(key: str) -> str:
-    """``'greater'`` or ``'less'`` for a metric name such as ``'accuracy/top1'``."""
-    low = key.lower()
-    for match in (lambda k: low == k, lambda k: k in low):
-        if any(match(k) for k in GREATER_KEYS):
-            return "greater"
-        if any(match(k) for k in LESS_KEYS):
-            return "less"
-    raise ValueError(
-        f"cannot tell whether a greater or a smaller {key!r} is better; pass "
-        "CheckpointHook(rule='greater') or rule='less'"
-    )
 
 
 def _check_int(name: str, value: Any, low: int | None = None) -> None:
@@ -87,9 +70,22 @@ class CheckpointHook(Hook):
         save_best: a metric name (``'accuracy/top1'``), a list of them, or ``'auto'`` (the
             first metric validation returns): keep ``best_<metric>/``, replaced when beaten.
         rule: ``'greater'`` or ``'less'`` (one, or one per `save_best` metric); None
-            infers it from the name (acc, top, mAP, mIoU, PSNR... greater; loss, error... less).
+            infers it from the name with `engine.hooks.best_rule` (acc, top, mAP, mIoU,
+            PSNR... greater; loss, err, error, FID... less), the rule EarlyStoppingHook uses.
+        greater_keys / less_keys: replace the name lists that rule inference uses (MMEngine's).
         save_begin: the first epoch/iteration count at which periodic saving may happen;
             saves fall on ``save_begin + k * interval``.
+        save_optimizer: False writes periodic checkpoints without the optimizer and RNG
+            states: weights only, not resumable (MMEngine's meaning).
+        save_param_scheduler: accepted; schedules are functions of the saved counts here,
+            so there is no scheduler state to leave out.
+        filename_tmpl: the folder name of periodic checkpoints, e.g. ``'ep{}'`` (MMEngine's
+            ``'epoch_{}.pth'`` works: the suffix is dropped, checkpoints are folders).
+        published_keys: after training, export the last checkpoint's weights to
+            ``<work_dir>/<name>-published.safetensors`` (`engine.checkpoint.export_weights`);
+            only the model weights are published, whatever keys are named.
+        out_dir, file_client_args, backend_args: accepted for MMEngine configs; checkpoints
+            are written under ``work_dir`` (a different ``out_dir`` is said once).
 
     A save that falls inside a gradient-accumulation window waits for the window's end
     (the open window's gradients are not saved), so every checkpoint resumes exactly.
@@ -110,6 +106,15 @@ class CheckpointHook(Hook):
         save_best: str | list[str] | None = None,
         rule: str | list[str | None] | None = None,
         save_begin: int = 0,
+        save_optimizer: bool = True,
+        save_param_scheduler: bool = True,
+        out_dir: str | None = None,
+        greater_keys: str | list[str] | None = None,
+        less_keys: str | list[str] | None = None,
+        filename_tmpl: str | None = None,
+        published_keys: str | list[str] | None = None,
+        file_client_args: dict | None = None,
+        backend_args: dict | None = None,
     ) -> None:
         _check_int("interval", interval)
         _check_int("max_keep_ckpts", max_keep_ckpts)
@@ -118,7 +123,14 @@ class CheckpointHook(Hook):
         self.interval, self.by_epoch, self.save_begin = interval, bool(by_epoch), save_begin
         self.max_keep_ckpts, self.save_last = max_keep_ckpts, bool(save_last)
         self.save_best = list(keys)
-        self.rules = [r or (None if k == "auto" else infer_rule(k)) for k, r in zip(keys, rules)]
+        self.greater_keys = (greater_keys,) if isinstance(greater_keys, str) else greater_keys
+        self.less_keys = (less_keys,) if isinstance(less_keys, str) else less_keys
+        self.rules = [r or (None if k == "auto" else self._infer(k)) for k, r in zip(keys, rules)]
+        self.save_optimizer, self.save_param_scheduler = bool(save_optimizer), save_param_scheduler
+        self.out_dir, self.published_keys = out_dir, published_keys
+        if filename_tmpl is not None and "{}" not in filename_tmpl:
+            raise ValueError(f"CheckpointHook filename_tmpl needs a '{{}}', got {filename_tmpl!r}")
+        self.filename_tmpl = filename_tmpl
         self.kept: list[str] = []  # periodic checkpoints on disk, oldest first
         self.last_saved_iter = -1
         self._pending: str | None = None  # a name template waiting for the window's end
@@ -151,6 +163,12 @@ class CheckpointHook(Hook):
                 "CheckpointHook(by_epoch=True) in an iteration-based run saves only at the "
                 "end; pass by_epoch=False and an interval in iterations for periodic saves"
             )
+        if self.out_dir is not None:
+            logger.info(
+                "CheckpointHook out_dir=%r: checkpoints are written under work_dir %s",
+                self.out_dir,
+                work_dir_of(runner),
+            )
         if runner.state.iter > 0:  # resumed: a best saved after the resumed checkpoint counts
             self._adopt_best_scores_on_disk(runner)
 
@@ -158,7 +176,13 @@ class CheckpointHook(Hook):
         self._training = False
         state = runner.state
         if self.by_epoch and state.max_epochs is None and self.save_last:
-            self.save(runner, f"iter_{state.iter}")
+            self.save(runner, self._template("iter").format(state.iter))
+        if self.published_keys is not None and self.kept and runner.accelerator.is_main_process:
+            last = work_dir_of(runner) / self.kept[-1]
+            out = export_weights(
+                last, work_dir_of(runner) / f"{self.kept[-1]}-published.safetensors"
+            )
+            logger.info("Published the weights of %s to %s", last, out)
 
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
@@ -170,7 +194,7 @@ class CheckpointHook(Hook):
             return
         done = runner.state.iter
         if self._due(done) or (self.save_last and done == runner.state.max_iters):
-            self._save_at_window_end(runner, "iter_{}")
+            self._save_at_window_end(runner, self._template("iter"))
 
     def after_train_epoch(self, runner) -> None:
         state = runner.state
@@ -178,7 +202,7 @@ class CheckpointHook(Hook):
             return
         done = state.epoch + 1
         if self._due(done) or (self.save_last and done == state.max_epochs):
-            self._save_at_window_end(runner, f"epoch_{done}")
+            self._save_at_window_end(runner, self._template("epoch").format(done))
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         if not self.save_best or not self._training:
@@ -188,7 +212,7 @@ class CheckpointHook(Hook):
             return
         if self.save_best == ["auto"]:
             self.save_best = [next(iter(metrics))]
-            self.rules = [self.rules[0] or infer_rule(self.save_best[0])]
+            self.rules = [self.rules[0] or self._infer(self.save_best[0])]
         for key, rule in zip(self.save_best, self.rules):
             if key not in metrics:
                 raise ValueError(
@@ -203,6 +227,15 @@ class CheckpointHook(Hook):
             logger.info("Best %s so far: %.4f; saved %s", key, score, folder)
 
     # -- helpers --------------------------------------------------------------------------
+    def _template(self, unit: str) -> str:
+        """The periodic checkpoint's folder name template, ``epoch_{}`` or ``iter_{}``."""
+        if self.filename_tmpl is None:
+            return f"{unit}_{{}}"
+        return self.filename_tmpl.removesuffix(".pth")
+
+    def _infer(self, key: str) -> str:
+        return infer_rule(key, self.greater_keys, self.less_keys)
+
     def _due(self, done: int) -> bool:
         return (
             self.interval > 0
@@ -226,7 +259,9 @@ class CheckpointHook(Hook):
             self.kept.remove(name)
         self.kept.append(name)  # before saving: the checkpoint's own hook state lists it
         logger.info("Saving checkpoint %s (epoch %d, iter %d)", name, state.epoch, state.iter)
-        save_checkpoint(runner, name)
+        save_checkpoint(
+            runner, name, update_last=self.save_optimizer, resumable=self.save_optimizer
+        )
         # Older ones go only now that the new one is complete; a crash in between leaves
         # them listed in the new checkpoint's hook state, so the next save removes them.
         while 0 < self.max_keep_ckpts < len(self.kept):

@@ -1,51 +1,25 @@
-"""`EarlyStoppingHook`: stop training when a validation metric stops improving."""
+"""`EarlyStoppingHook`: stop training when a validation metric stops improving (MMEngine's)."""
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
+from engine.hooks.best_rule import check_rule, infer_rule
 from engine.hooks.hook import Hook
 
 logger = logging.getLogger("engine")
 
-_GREATER = (
-    "acc",
-    "top",
-    "ap",
-    "ar",
-    "auc",
-    "precision",
-    "recall",
-    "f1",
-    "psnr",
-    "ssim",
-    "miou",
-    "dice",
-)
-_LESS = ("loss", "error", "err", "mse", "mae", "rmse", "fid")
-
-
-def infer_rule(metric: str) -> str:
-    """``'greater'`` for accuracy-like names, ``'less'`` for loss-like ones.
-
-    >>> infer_rule('accuracy/top1'), infer_rule('val/loss')
-    ('greater', 'less')
-    """
-    name = metric.rsplit("/", 1)[-1].lower()
-    if any(key in name for key in _LESS):
-        return "less"
-    if any(key in name for key in _GREATER):
-        return "greater"
-    raise ValueError(
-        f"cannot tell whether {metric!r} should grow or shrink; pass rule='greater' or rule='less'"
-    )
-
 
 class EarlyStoppingHook(Hook):
-    """Set ``state.should_stop`` once ``monitor`` has not improved for ``patience``
-    validations (MMEngine's arguments and meaning).
+    """Stop training once ``monitor`` has not improved for ``patience`` validations.
+
+    "Better" is the rule `CheckpointHook(save_best=...)` uses (`engine.hooks.best_rule`).
+    As in MMEngine, a value counts as an improvement when it is at least ``min_delta``
+    better than the best so far (``>=``), and stopping sets ``runner.train_loop.stop_training``
+    (engine's loops stop at the end of the current epoch/validation).
 
     Args:
         monitor: the metric key, e.g. ``'accuracy/top1'``.
@@ -53,8 +27,8 @@ class EarlyStoppingHook(Hook):
         min_delta: the smallest change that counts as an improvement.
         strict: raise if ``monitor`` is missing from the metrics (else warn and skip).
         check_finite: stop at once when the metric is NaN or infinite.
-        patience: validations without improvement before stopping.
-        stopping_threshold: stop as soon as the metric reaches this value.
+        patience: validations without improvement before stopping (0: the first one).
+        stopping_threshold: stop as soon as the metric is better than this value.
 
     Example:
         >>> hook = EarlyStoppingHook('accuracy/top1', patience=3)
@@ -72,12 +46,9 @@ class EarlyStoppingHook(Hook):
         patience: int = 5,
         stopping_threshold: float | None = None,
     ) -> None:
-        if rule not in (None, "greater", "less"):
-            raise ValueError(
-                f"EarlyStoppingHook rule must be 'greater', 'less' or None, got {rule!r}"
-            )
-        if not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"EarlyStoppingHook patience must be an int >= 1, got {patience!r}")
+        check_rule(rule, "EarlyStoppingHook")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStoppingHook patience must be an int >= 0, got {patience!r}")
         self.monitor = monitor
         self.rule = rule or infer_rule(monitor)
         self.min_delta = abs(min_delta)
@@ -85,51 +56,56 @@ class EarlyStoppingHook(Hook):
         self.check_finite = check_finite
         self.patience = patience
         self.stopping_threshold = stopping_threshold
-        self.best: float | None = None
+        self.best_score = -math.inf if self.rule == "greater" else math.inf
         self.wait_count = 0
 
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        if self.rule == "greater":
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.rule == "greater" else a < b
+
+    def _stop_reason(self, value: Any) -> str | None:
+        """Update the best score and the wait count; the reason to stop, or None."""
+        if self.check_finite and not math.isfinite(float(value)):
+            return f"{self.monitor} is {value} (best so far {self.best_score:.4f})"
+        if self.stopping_threshold is not None and self._better(value, self.stopping_threshold):
+            self.best_score = value
+            return f"{self.monitor} = {value:.4f} is {self.rule} than {self.stopping_threshold}"
+        step = self.min_delta if self.rule == "greater" else -self.min_delta
+        if self._better(self.best_score + step, value):  # short of best + min_delta
+            self.wait_count += 1
+            if self.wait_count >= self.patience:
+                return (
+                    f"{self.monitor} has not improved for {self.wait_count} validations "
+                    f"(best {self.best_score:.4f})"
+                )
+            return None
+        self.best_score, self.wait_count = value, 0
+        return None
 
     def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         metrics = metrics or {}
         if self.monitor not in metrics:
-            message = f"EarlyStoppingHook: metric {self.monitor!r} not in the validation metrics {sorted(metrics)}"
-            if self.strict:
-                raise KeyError(message)
-            logger.warning(message)
-            return
-        value = float(metrics[self.monitor])
-        reason = None
-        if self.check_finite and not math.isfinite(value):
-            reason = f"{self.monitor} is {value}"
-        elif self.stopping_threshold is not None and (
-            value >= self.stopping_threshold
-            if self.rule == "greater"
-            else value <= self.stopping_threshold
-        ):
-            reason = f"{self.monitor} = {value:.4f} reached the threshold {self.stopping_threshold}"
-        elif self._improved(value):
-            self.best, self.wait_count = value, 0
-        else:
-            self.wait_count += 1
-            if self.wait_count >= self.patience:
-                reason = f"{self.monitor} has not improved for {self.patience} validations (best {self.best:.4f})"
-        if reason is not None:
-            logger.info(
-                "Early stopping at epoch %d, iteration %d: %s",
-                runner.state.epoch,
-                runner.state.iter,
-                reason,
+            message = (
+                f"EarlyStoppingHook: metric {self.monitor!r} is not in the validation "
+                f"metrics {sorted(metrics)}"
             )
+            if self.strict:
+                raise RuntimeError(message + "; pass strict=False to skip such validations")
+            warnings.warn(message + "; early stopping skips this validation", stacklevel=2)
+            return
+        reason = self._stop_reason(metrics[self.monitor])  # a tensor stays one (as MMEngine)
+        if reason is None:
+            return
+        logger.info("Early stopping: %s", reason)
+        loop = getattr(runner, "train_loop", None)
+        if loop is not None:  # the Runner's loop object sets state.should_stop
+            loop.stop_training = True
+        else:
             runner.state.should_stop = True
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "wait_count": self.wait_count}
+        return {"best": float(self.best_score), "wait_count": self.wait_count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.wait_count = state["best"], state["wait_count"]
+        best = state["best"]
+        self.best_score = self.best_score if best is None else best
+        self.wait_count = state["wait_count"]

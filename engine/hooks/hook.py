@@ -49,30 +49,39 @@ EVENTS = (
 
 
 def priority_value(priority: int | str) -> int:
-    """``'NORMAL'`` -> 50; an int in [0, 100] is returned as is."""
+    """``'NORMAL'`` -> 50; an int in [0, 100] is returned as is (an enum gives its value)."""
+    if isinstance(getattr(priority, "value", None), int):
+        priority = priority.value
     if isinstance(priority, str):
         if priority.upper() not in PRIORITIES:
             raise ValueError(
                 f"hook priority {priority!r} is unknown; accepted: an int 0-100 or {list(PRIORITIES)}"
             )
         return PRIORITIES[priority.upper()]
-    if isinstance(priority, int) and 0 <= priority <= 100:
-        return priority
-    raise ValueError(
-        f"hook priority must be an int in [0, 100] or a name such as 'NORMAL', got {priority!r}"
-    )
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(
+            "hook priority must be an integer or Priority enum value (or a name such as "
+            f"'NORMAL'), got {priority!r}"
+        )
+    if not 0 <= priority <= 100:
+        raise ValueError(f"hook priority must be between 0 and 100, got {priority}")
+    return priority
 
 
 class Hook:
     """Base class of hooks; override the events you need. Signatures follow MMEngine, so
     an MMEngine custom hook ports with its imports changed.
 
-    ``runner`` offers ``model``, ``optim_wrapper``, ``epoch``, ``iter``, ``max_epochs``,
-    ``max_iters``, ``work_dir``, ``accelerator`` and ``state`` (the `TrainState`).
-    ``runner.iter`` counts completed iterations: inside ``after_train_iter`` it already
-    includes the one that just ran (MMEngine's ``runner.iter + 1``); the interval helpers
-    below (`every_n_train_iters`, `is_last_train_iter`) account for it, so hooks that use
-    them port unchanged.
+    ``runner`` offers MMEngine's attributes (``model``, ``optim_wrapper``, ``epoch``,
+    ``iter``, ``max_epochs``, ``max_iters``, ``work_dir``, ``train_loop``, ``message_hub``,
+    ``logger``...) and engine's ``accelerator`` and ``state`` (the `TrainState`).
+    ``runner.iter`` and ``runner.epoch`` are MMEngine's at every event: inside
+    ``after_train_iter`` ``runner.iter`` is the index of the iteration that just ran (MMEngine
+    counts it after the hook), and the interval helpers below read them as MMEngine's do.
+    ``runner.state.iter`` instead counts completed iterations (what a checkpoint records).
+    As in MMEngine, the ``*_epoch``/``*_iter`` events of every mode call ``_before_epoch``,
+    ``_after_epoch``, ``_before_iter``, ``_after_iter`` with ``mode``, so a hook may
+    override those once for train, val and test.
     A hook whose state must survive resume implements ``state_dict``/``load_state_dict``.
 
     Example:
@@ -87,49 +96,109 @@ class Hook:
     def after_run(self, runner) -> None: ...
     def before_train(self, runner) -> None: ...
     def after_train(self, runner) -> None: ...
-    def before_train_epoch(self, runner) -> None: ...
-    def after_train_epoch(self, runner) -> None: ...
-    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
-    def after_train_iter(
-        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
-    ) -> None: ...
     def before_val(self, runner) -> None: ...
     def after_val(self, runner) -> None: ...
-    def before_val_epoch(self, runner) -> None: ...
-    def after_val_epoch(self, runner, metrics: dict | None = None) -> None: ...
-    def before_val_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
-    def after_val_iter(
-        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
-    ) -> None: ...
     def before_test(self, runner) -> None: ...
     def after_test(self, runner) -> None: ...
-    def before_test_epoch(self, runner) -> None: ...
-    def after_test_epoch(self, runner, metrics: dict | None = None) -> None: ...
-    def before_test_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None: ...
-    def after_test_iter(
-        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
-    ) -> None: ...
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None: ...
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None: ...
 
-    # MMEngine's helpers for interval logic.
+    def before_train_epoch(self, runner) -> None:
+        self._before_epoch(runner, mode="train")
+
+    def before_val_epoch(self, runner) -> None:
+        self._before_epoch(runner, mode="val")
+
+    def before_test_epoch(self, runner) -> None:
+        self._before_epoch(runner, mode="test")
+
+    def after_train_epoch(self, runner) -> None:
+        self._after_epoch(runner, mode="train")
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._after_epoch(runner, mode="val")
+
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._after_epoch(runner, mode="test")
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="train")
+
+    def before_val_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="val")
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._before_iter(runner, batch_idx=batch_idx, data_batch=data_batch, mode="test")
+
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self._after_iter(runner, batch_idx, data_batch, outputs, mode="train")
+
+    def after_val_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self._after_iter(runner, batch_idx, data_batch, outputs, mode="val")
+
+    def after_test_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self._after_iter(runner, batch_idx, data_batch, outputs, mode="test")
+
+    def _before_epoch(self, runner, mode: str = "train") -> None: ...
+    def _after_epoch(self, runner, mode: str = "train") -> None: ...
+    def _before_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, mode: str = "train"
+    ) -> None: ...
+    def _after_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch: Any = None,
+        outputs: Any = None,
+        mode: str = "train",
+    ) -> None: ...
+
+    # MMEngine's helpers for interval logic, on MMEngine's runner.iter/runner.epoch.
     def every_n_epochs(self, runner, n: int, start: int = 0) -> bool:
         done = runner.epoch + 1 - start
-        return n > 0 and done > 0 and done % n == 0
+        return done % n == 0 if done >= 0 and n > 0 else False
+
+    def every_n_inner_iters(self, batch_idx: int, n: int) -> bool:
+        return (batch_idx + 1) % n == 0 if n > 0 else False
 
     def every_n_train_iters(self, runner, n: int, start: int = 0) -> bool:
-        # runner.iter already counts the iteration that just ran (MMEngine's iter + 1).
-        done = runner.iter - start
-        return n > 0 and done > 0 and done % n == 0
+        done = runner.iter + 1 - start
+        return done % n == 0 if done >= 0 and n > 0 else False
 
     def end_of_epoch(self, dataloader, batch_idx: int) -> bool:
         return batch_idx + 1 == len(dataloader)
 
     def is_last_train_epoch(self, runner) -> bool:
-        return runner.max_epochs is not None and runner.epoch + 1 == runner.max_epochs
+        return runner.epoch + 1 == runner.max_epochs
 
     def is_last_train_iter(self, runner) -> bool:
-        return runner.max_iters is not None and runner.iter == runner.max_iters
+        return runner.iter + 1 == runner.max_iters
+
+    def get_triggered_stages(self) -> list[str]:
+        """The events this hook acts on (an overridden event or its generic method)."""
+        return [event for event in EVENTS if _overrides(self, event)]
+
+
+# The generic method each MMEngine event also reaches through the base class.
+_GENERIC = {
+    event: f"_{event.split('_')[0]}_{event.rsplit('_', 1)[1]}"
+    for event in EVENTS
+    if event.endswith(("_epoch", "_iter"))
+}
+
+
+def _overrides(hook: Hook, event: str) -> bool:
+    cls = type(hook)
+    if getattr(cls, event) is not getattr(Hook, event):
+        return True
+    generic = _GENERIC.get(event)
+    return generic is not None and getattr(cls, generic) is not getattr(Hook, generic)
 
 
 class HookList:
@@ -151,11 +220,7 @@ class HookList:
         self.hooks.insert(position, hook)
         # Only hooks that override an event receive it: no per-iteration calls to no-ops.
         self._handlers = {
-            event: [
-                getattr(h, event)
-                for h in self.hooks
-                if getattr(type(h), event) is not getattr(Hook, event)
-            ]
+            event: [getattr(h, event) for h in self.hooks if _overrides(h, event)]
             for event in EVENTS
         }
 

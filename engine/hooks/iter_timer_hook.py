@@ -1,4 +1,8 @@
-"""`IterTimerHook`: data and iteration time of each training iteration, on the host clock."""
+"""`IterTimerHook`: data and iteration time of each iteration, and the ETA (MMEngine's keys).
+
+Times are wall-clock differences between events on the host; with an asynchronous device
+they are exact on average over a log interval, which is how `LoggerHook` reports them.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from engine.hooks.hook import Hook
 
 
 class IterTimerHook(Hook):
-    """Measures data time (waiting for the batch) and iteration time, on the host clock.
+    """Times every training, validation and test iteration.
 
-    The numbers are wall-clock times between events; with an asynchronous device they
-    are exact on average over a log interval, which is how `LoggerHook` reports them.
+    Writes MMEngine's message-hub keys when the runner has a hub: scalars
+    ``<mode>/data_time`` (waiting for the batch) and ``<mode>/time`` (the whole iteration),
+    and the info ``eta`` (seconds left in training, or in the current val/test pass).
+    For `LoggerHook` it keeps the last training ``data_time``/``iter_time`` and
+    `seconds_per_iter`, the mean over the iterations of this run.
     """
 
     priority = "NORMAL"
@@ -22,23 +29,53 @@ class IterTimerHook(Hook):
         self.iter_time = 0.0
         self.total_time = 0.0
         self.total_iters = 0
-        self._last = None
+        self._eval_time = 0.0
+        self._last: float | None = None
 
-    def before_train_epoch(self, runner) -> None:
-        self._last = time.perf_counter()
+    def _before_epoch(self, runner, mode: str = "train") -> None:
+        self._last = time.time()
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
-        now = time.perf_counter()
-        self.data_time = now - (self._last or now)
+    def _after_epoch(self, runner, mode: str = "train") -> None:
+        self._eval_time = 0.0
 
-    def after_train_iter(
-        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    def _before_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, mode: str = "train"
     ) -> None:
-        now = time.perf_counter()
-        self.iter_time = now - (self._last or now)
+        now = time.time()
+        data_time = now - (self._last if self._last is not None else now)
+        if mode == "train":
+            self.data_time = data_time
+        hub = getattr(runner, "message_hub", None)
+        if hub is not None:
+            hub.update_scalar(f"{mode}/data_time", data_time)
+
+    def _after_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch: Any = None,
+        outputs: Any = None,
+        mode: str = "train",
+    ) -> None:
+        now = time.time()
+        took = now - (self._last if self._last is not None else now)
         self._last = now
-        self.total_time += self.iter_time
-        self.total_iters += 1
+        if mode == "train":
+            self.iter_time = took
+            self.total_time += took
+            self.total_iters += 1
+            left = (runner.max_iters or 0) - runner.iter - 1  # runner.iter: this one's index
+        else:
+            self._eval_time += took
+            loader = runner.val_dataloader if mode == "val" else runner.test_dataloader
+            left = len(loader) - batch_idx - 1
+        hub = getattr(runner, "message_hub", None)
+        if hub is not None:
+            hub.update_scalar(f"{mode}/time", took)
+            done = self.total_iters if mode == "train" else batch_idx + 1
+            spent = self.total_time if mode == "train" else self._eval_time
+            hub.update_info("eta", spent / max(done, 1) * max(left, 0))
 
     def seconds_per_iter(self) -> float:
+        """Mean training iteration time so far in this run."""
         return self.total_time / max(self.total_iters, 1)

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from engine.hooks.hook import Hook
+from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
+from engine.hooks.log_lines import copy_logs, loader_len, metric_number, position
 from engine.hooks.throughput_hook import ThroughputHook
 
 logger = logging.getLogger("engine")
@@ -48,6 +49,11 @@ class LoggerHook(Hook):
         out_suffix: the files written in ``work_dir``: ``'.jsonl'`` (or MMEngine's ``'.json'``)
             writes ``scalars.jsonl``; other suffixes are accepted for MMEngine configs.
         progress_bar: a tqdm bar on the main process; None shows it when stdout is a terminal.
+        interval_exp_name: every this many iterations, also log ``Exp name: <name>``.
+        out_dir: after the run, copy the work_dir's log files (those ending with an
+            `out_suffix`, ``scalars.jsonl`` and ``run.log`` included when ``'.json'``/``'.log'``
+            is listed) to ``<out_dir>/<work_dir name>/``; ``keep_local=False`` then removes
+            the originals. ``file_client_args``/``backend_args`` are accepted (local disk only).
 
     Example:
         >>> runner = Runner(model, work_dir='runs/a', ..., default_hooks=dict(logger=LoggerHook(50)))
@@ -63,9 +69,29 @@ class LoggerHook(Hook):
         log_metric_by_epoch: bool = True,
         out_suffix: str | tuple[str, ...] = (".jsonl",),
         progress_bar: bool | None = None,
+        interval_exp_name: int = 1000,
+        out_dir: str | Path | None = None,
+        keep_local: bool = True,
+        file_client_args: dict | None = None,
+        backend_args: dict | None = None,
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"LoggerHook interval must be an int >= 1, got {interval!r}")
+        if isinstance(interval_exp_name, bool) or not isinstance(interval_exp_name, int):
+            raise TypeError(
+                f"LoggerHook interval_exp_name must be an int, got {interval_exp_name!r}"
+            )
+        if interval_exp_name < 1:
+            raise ValueError(f"LoggerHook interval_exp_name must be >= 1, got {interval_exp_name}")
+        if out_dir is not None and not isinstance(out_dir, str | Path):
+            raise TypeError(f"LoggerHook out_dir must be a str or Path, got {out_dir!r}")
+        if not isinstance(keep_local, bool):
+            raise TypeError(f"LoggerHook keep_local must be a bool, got {keep_local!r}")
+        self.interval_exp_name, self.out_dir, self.keep_local = (
+            interval_exp_name,
+            out_dir,
+            keep_local,
+        )
         self.interval = interval
         self.ignore_last = ignore_last
         self.log_metric_by_epoch = log_metric_by_epoch
@@ -117,12 +143,14 @@ class LoggerHook(Hook):
         self._iters += 1
         state = runner.state
         self._at = (state.epoch, batch_idx, state.iter, state.step)
+        if state.iter % self.interval_exp_name == 0 and _is_main(runner):
+            logger.info("Exp name: %s", getattr(runner, "experiment_name", None))
         self._update_bar(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
             length = self._train_len
             if length is _UNSET:  # len() of a prepared loader is not free
-                length = self._train_len = _len(getattr(runner, "train_dataloader", None))
+                length = self._train_len = loader_len(getattr(runner, "train_dataloader", None))
             if (batch_idx + 1) % self.interval == 0:
                 self._flush(runner, emit=True)
             elif length is not None and batch_idx + 1 == length:
@@ -162,8 +190,8 @@ class LoggerHook(Hook):
         self._reset()
         if not emit or not _is_main(runner):
             return
-        timer, length = _timer(runner), _len(getattr(runner, "train_dataloader", None))
-        head, left = _position(runner.state, length, epoch, batch_idx, it)
+        timer, length = _timer(runner), loader_len(getattr(runner, "train_dataloader", None))
+        head, left = position(runner.state, length, epoch, batch_idx, it)
         optim_wrapper = getattr(runner, "optim_wrapper", None)
         lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
         lrs = {k: float(v[0]) for k, v in lr.items() if v}  # the first param group's, as MMEngine
@@ -184,6 +212,12 @@ class LoggerHook(Hook):
         record.update(rates)
         self._emit(runner, "  ".join(parts), record, step=it)
 
+    def after_run(self, runner) -> None:
+        work_dir = getattr(runner, "work_dir", None)
+        if self.out_dir is not None and work_dir is not None and _is_main(runner):
+            target = copy_logs(work_dir, self.out_dir, self.out_suffix, self.keep_local)
+            logger.info("LoggerHook: copied the logs to %s", target)
+
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         self._log_metrics(runner, "val", metrics)
@@ -195,9 +229,9 @@ class LoggerHook(Hook):
         if not _is_main(runner):
             return
         # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
-        metrics = {k: _number(v) for k, v in (metrics or {}).items()}
+        metrics = {k: metric_number(v) for k, v in (metrics or {}).items()}
         state = runner.state
-        length = _len(getattr(runner, f"{mode}_dataloader", None))
+        length = loader_len(getattr(runner, f"{mode}_dataloader", None))
         pos = f"[{length}/{length}]" if length is not None else ""
         by_epoch = state.max_epochs is not None
         if by_epoch and mode == "val":
@@ -248,7 +282,7 @@ class LoggerHook(Hook):
 
             state = runner.state
             if state.max_epochs is not None:
-                total = _len(getattr(runner, "train_dataloader", None))
+                total = loader_len(getattr(runner, "train_dataloader", None))
                 desc, initial = f"Epoch {state.epoch + 1}", batch_idx
             else:
                 total, desc, initial = state.max_iters, "Iter", state.iter - 1
@@ -261,21 +295,6 @@ class LoggerHook(Hook):
             self._bar = None
 
 
-def _position(
-    state, length: int | None, epoch: int, batch_idx: int, it: int
-) -> tuple[str, int | None]:
-    """``Epoch(train) [3][ 40/100]`` or ``Iter(train) [ 40/1000]``, and the iterations left."""
-    if state.max_epochs is None:
-        total = state.max_iters
-        if not total:
-            return f"Iter(train) [{it}]", None
-        return f"Iter(train) [{it:>{len(str(total))}}/{total}]", total - it
-    if not length:
-        return f"Epoch(train) [{epoch + 1}][{batch_idx + 1}]", None
-    left = (state.max_epochs - epoch) * length - (batch_idx + 1)
-    return f"Epoch(train) [{epoch + 1}][{batch_idx + 1:>{len(str(length))}}/{length}]", left
-
-
 def _is_main(runner) -> bool:
     accelerator = getattr(runner, "accelerator", None)
     return accelerator is None or accelerator.is_main_process
@@ -284,22 +303,11 @@ def _is_main(runner) -> bool:
 def _throughput(runner) -> Any:
     """The run's `ThroughputHook`, whose rates join each window's line, or None."""
     hooks = getattr(runner, "hooks", None)
-    return hooks.get(ThroughputHook) if hooks is not None else None
+    found = hooks.get(ThroughputHook) if isinstance(hooks, HookList) else None
+    return found if isinstance(found, ThroughputHook) else None
 
 
 def _timer(runner) -> IterTimerHook | None:
     hooks = getattr(runner, "hooks", None)
-    return hooks.get(IterTimerHook) if hooks is not None else None
-
-
-def _len(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:  # None, or an iterable without a length
-        return None
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
+    found = hooks.get(IterTimerHook) if isinstance(hooks, HookList) else None
+    return found if isinstance(found, IterTimerHook) else None

@@ -13,20 +13,28 @@ from engine.dataset.builder import build_dataloader as build_dataset_loader
 from engine.evaluator.evaluator import Evaluator
 from engine.evaluator.metric import BaseMetric
 from engine.hooks.checkpoint_hook import CheckpointHook
+from engine.hooks.dist_sampler_seed_hook import DistSamplerSeedHook
 from engine.hooks.early_stopping_hook import EarlyStoppingHook
 from engine.hooks.ema_hook import EMAHook
+from engine.hooks.empty_cache_hook import EmptyCacheHook
 from engine.hooks.hook import Hook
 from engine.hooks.iter_timer_hook import IterTimerHook
 from engine.hooks.logger_hook import LoggerHook
+from engine.hooks.naive_visualization_hook import NaiveVisualizationHook
 from engine.hooks.nan_guard_hook import NanGuardHook
 from engine.hooks.param_scheduler_hook import ParamSchedulerHook
+from engine.hooks.prepare_tta_hook import PrepareTTAHook
+from engine.hooks.profiler_hook import ProfilerHook
+from engine.hooks.runtime_info_hook import RuntimeInfoHook
 from engine.hooks.signal_hook import SignalHook
+from engine.hooks.sync_buffers_hook import SyncBuffersHook
 from engine.hooks.throughput_hook import ThroughputHook
 from engine.optim.scheduler.param_scheduler import INF, build_schedule
+from engine.registry import DATASETS, HOOKS
+from engine.runner.build_objects import build_object, resolve_type
+from engine.runner.val_schedule import check_dynamic_intervals
 
 _LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
-# MMEngine default hooks whose work the loops do themselves (set_epoch, runtime info).
-_BUILT_IN = ("runtime_info", "sampler_seed", "DistSamplerSeedHook", "RuntimeInfoHook")
 
 
 def parse_train_cfg(cfg: dict) -> dict:
@@ -63,10 +71,10 @@ def parse_train_cfg(cfg: dict) -> dict:
                 f"train_cfg {key} must be an int >= {1 if key == 'val_interval' else 0}, got {value!r}"
             )
         out[key] = value
-    cfg.pop("dynamic_intervals", None)  # MMEngine-only; validation intervals here are fixed
+    out["dynamic_intervals"] = check_dynamic_intervals(cfg.pop("dynamic_intervals", None))
     if cfg:
         raise ValueError(
-            f"train_cfg has unknown keys {sorted(cfg)}; accepted: by_epoch, max_epochs/max_iters, val_interval, val_begin"
+            f"train_cfg has unknown keys {sorted(cfg)}; accepted: by_epoch, max_epochs/max_iters, val_interval, val_begin, dynamic_intervals"
         )
     return out
 
@@ -74,7 +82,12 @@ def parse_train_cfg(cfg: dict) -> dict:
 def build_dataloader(cfg: Any, name: str) -> Any:
     """A built loader is returned as is; MMEngine's dataloader dict (``dataset``, ``sampler``,
     ``collate_fn``, ``worker_init_fn`` as dicts too) becomes a ``DataLoader`` that Accelerate
-    shards (see `engine.dataset.builder`)."""
+    shards (see `engine.dataset.builder`). A dataset ``type`` may also be a name registered
+    in `engine.registry.DATASETS`."""
+    dataset = cfg.get("dataset") if isinstance(cfg, dict) else None
+    if isinstance(dataset, dict) and isinstance(dataset.get("type"), str):
+        kind = resolve_type(dataset["type"], {}, DATASETS, f"{name} dataset")
+        cfg = {**cfg, "dataset": {**dataset, "type": kind}}  # the builder builds it
     return build_dataset_loader(cfg, name)
 
 
@@ -91,9 +104,15 @@ def build_evaluator(cfg: Any, name: str) -> Evaluator | None:
 
 
 def _stock_hooks() -> dict[str, type]:
-
     return {
         "CheckpointHook": CheckpointHook,
+        "DistSamplerSeedHook": DistSamplerSeedHook,
+        "EmptyCacheHook": EmptyCacheHook,
+        "NaiveVisualizationHook": NaiveVisualizationHook,
+        "PrepareTTAHook": PrepareTTAHook,
+        "ProfilerHook": ProfilerHook,
+        "RuntimeInfoHook": RuntimeInfoHook,
+        "SyncBuffersHook": SyncBuffersHook,
         "EarlyStoppingHook": EarlyStoppingHook,
         "EMAHook": EMAHook,
         "IterTimerHook": IterTimerHook,
@@ -111,22 +130,10 @@ def build_hook(cfg: Any) -> Hook:
     if not isinstance(cfg, dict) or "type" not in cfg:
         raise TypeError(f"a hook must be a Hook or dict(type=...), got {cfg!r}")
     cfg = dict(cfg)
-    kind, priority = cfg.pop("type"), cfg.pop("priority", None)
-    stock = _stock_hooks()
-    if isinstance(kind, type) and issubclass(kind, Hook):
-        cls = kind
-    elif kind in stock:
-        cls = stock[kind]
-    else:
-        raise ValueError(
-            f"hook type {kind!r} is unknown; accepted: a Hook class or one of {sorted(stock)}"
-        )
-    try:
-        hook = cls(**cfg)
-    except TypeError as err:  # a misspelt argument: say which hook, and what it takes
-        raise TypeError(
-            f"hook {cls.__name__} rejected its arguments {sorted(cfg)}: {err}"
-        ) from None
+    priority = cfg.pop("priority", None)
+    hook = build_object(cfg, HOOKS, "hook", _stock_hooks())
+    if not isinstance(hook, Hook):
+        raise TypeError(f"hook type {cfg['type']!r} built a {type(hook).__name__}, not a Hook")
     if priority is not None:
         hook.priority = priority
     return hook
@@ -143,6 +150,7 @@ def build_hooks(
 
     # "signal": SIGTERM/SIGINT save a checkpoint and stop (engine.signals).
     defaults: dict[str, Any] = {
+        "runtime_info": RuntimeInfoHook(),
         "timer": IterTimerHook(),
         "logger": LoggerHook(),
         "signal": SignalHook(),
@@ -156,8 +164,11 @@ def build_hooks(
             f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
         )
     for key, value in (default_hooks or {}).items():
-        if key in _BUILT_IN or (isinstance(value, dict) and value.get("type") in _BUILT_IN):
-            continue
+        if key == "param_scheduler" and isinstance(value, dict) and "schedules" not in value:
+            # MMEngine's dict(type='ParamSchedulerHook') takes the Runner's schedules.
+            kind = value.get("type")
+            if kind in ("ParamSchedulerHook", ParamSchedulerHook):
+                value = {**value, "schedules": schedules or []}
         if key == "param_scheduler" and value is not None and schedules:
             value = build_hook(value)
             value.schedules = schedules

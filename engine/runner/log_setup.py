@@ -18,6 +18,16 @@ from typing import Any
 logger = logging.getLogger("engine")
 
 
+class _RunLogHandler(logging.FileHandler):
+    """``run.log``: once closed (``logging.shutdown()``, a test's tearDown), it stays closed
+    instead of reopening a file whose folder may be gone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None and getattr(self, "_closed", False):
+            return
+        super().emit(record)
+
+
 def setup_logging(accelerator: Any, work_dir: Path | None) -> None:
     """Console on the main process only (others warn and worse); a log file in work_dir."""
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
@@ -34,7 +44,7 @@ def setup_logging(accelerator: Any, work_dir: Path | None) -> None:
             if (
                 isinstance(h, logging.FileHandler)
                 and getattr(h, "_engine", False)
-                and h.baseFilename != os.path.abspath(path)
+                and (h.baseFilename != os.path.abspath(path) or getattr(h, "_closed", False))
             ):
                 logger.removeHandler(h)
                 h.close()
@@ -42,7 +52,7 @@ def setup_logging(accelerator: Any, work_dir: Path | None) -> None:
             isinstance(h, logging.FileHandler) and h.baseFilename == os.path.abspath(path)
             for h in logger.handlers
         ):
-            file_handler = logging.FileHandler(path)
+            file_handler = _RunLogHandler(path)
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             file_handler._engine = True
             logger.addHandler(file_handler)

@@ -18,8 +18,10 @@ from torch import nn
 from engine.checkpoint import rng
 from engine.evaluator.val_loss import StepLosses
 from engine.optim.optim_wrapper_dict import members, named_members
+from engine.runner.infinite_iterator import _InfiniteDataloaderIterator  # noqa: F401 (MMEngine's name)
 from engine.runner.prefetch import prefetch_to_device
 from engine.runner.train_state import TrainState, updates_done
+from engine.runner.val_schedule import should_validate
 
 logger = logging.getLogger("engine")
 
@@ -141,15 +143,21 @@ def _train_iter(
         for wrapper in wrappers.values():
             wrapper.apply_partial_window()
     state.windows = {name: w.inner_count for name, w in wrappers.items()}
-    hooks.call(
-        "after_train_iter", runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs
-    )
+    # MMEngine advances runner.iter after this event: hooks read the finished iteration's
+    # index there (`RunnerAttributes.iter`), while the state already counts it as done.
+    runner.in_after_train_iter = True
+    try:
+        hooks.call(
+            "after_train_iter", runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs
+        )
+    finally:
+        runner.in_after_train_iter = False
 
 
 def _should_validate(runner: Any, count: int, last: bool) -> bool:
     if runner.val_dataloader is None or runner.val_evaluator is None:
         return False
-    return count >= runner.val_begin and (count % runner.val_interval == 0 or last)
+    return should_validate(runner.train_cfg, count, last)
 
 
 def train_epochs(runner: Any, state: TrainState) -> TrainState:

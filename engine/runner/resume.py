@@ -49,9 +49,11 @@ def load_checkpoint(
     """Resume or load weights, by MMEngine's rules.
 
     * ``resume`` a path: resume from that checkpoint folder.
-    * ``resume=True``: resume from the latest checkpoint in ``work_dir``; if there is none,
-      from ``load_from`` when it is a resumable engine checkpoint, else load its weights;
-      with neither, training starts from scratch (auto-resume of preemptible jobs).
+    * ``resume=True`` with ``load_from`` a resumable engine checkpoint: resume from it, as
+      MMEngine (what ``tools/train.py --resume <ckpt>`` sets).
+    * ``resume=True`` otherwise: resume from the latest checkpoint in ``work_dir``; if there
+      is none, load ``load_from``'s weights; with neither, training starts from scratch
+      (auto-resume of preemptible jobs).
     * ``resume=False``: load ``load_from``'s weights if given; counters start at zero.
 
     Args:
@@ -66,9 +68,11 @@ def load_checkpoint(
         return resume_from(runner, resume)
     if resume is True:
         _clean_work_dir(runner)  # first: a crash may have parked the latest one aside
+        if load_from is not None and _is_resumable(load_from):
+            return resume_from(
+                runner, load_from["path"] if isinstance(load_from, dict) else load_from
+            )
         latest = find_latest_checkpoint(work_dir_of(runner))
-        if latest is None and load_from is not None and _is_resumable(load_from):
-            latest = Path(load_from["path"] if isinstance(load_from, dict) else load_from)
         if latest is not None:
             return resume_from(runner, latest)
         logger.info("resume=True: no checkpoint in %s; starting from scratch", runner.work_dir)
@@ -85,6 +89,8 @@ def load_eval_weights(
     source = load_from
     if resume and resume is not True:
         source = resume
+    elif resume is True and load_from is not None and _is_resumable(load_from):
+        source = load_from  # as load_checkpoint: resume=True resumes from load_from
     elif resume is True and getattr(runner, "work_dir", None) is not None:
         source = find_latest_checkpoint(work_dir_of(runner)) or load_from
     if source is not None:

@@ -42,8 +42,11 @@ from engine.runner.accelerate_setup import (
     warn_if_whole_model_ddp_with_members,
 )
 from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
+from engine.runner.build_objects import build_model, check_model_arg
 from engine.runner.log_setup import setup_logging
 from engine.runner.resume import load_checkpoint, load_eval_weights
+from engine.runner.runner_attributes import RunnerAttributes
+from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
 from engine.runner.train_state import TrainState, updates_done
 
 logger = logging.getLogger("engine")
@@ -53,7 +56,7 @@ logger = logging.getLogger("engine")
 __all__ = ["Runner", "make_accelerator", "seed_worker"]
 
 
-class Runner:
+class Runner(RunnerAttributes):
     """Compose a training run from MMEngine-style arguments.
 
     Every argument may be a built object or MMEngine's dict form; see DESIGN.md for the
@@ -79,8 +82,8 @@ class Runner:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        work_dir: str | os.PathLike | None,
+        model: torch.nn.Module | dict | Any,
+        work_dir: str | os.PathLike | None = None,
         train_dataloader: DataLoader | dict | None = None,
         val_dataloader: DataLoader | dict | None = None,
         test_dataloader: DataLoader | dict | None = None,
@@ -105,17 +108,22 @@ class Runner:
         prefetch: bool = True,
         nan_policy: str = "stop",
         model_wrapper_cfg: Any = None,
+        auto_scale_lr: dict | None = None,
+        data_preprocessor: Any = None,
+        env_cfg: dict | None = None,
+        log_processor: dict | None = None,
+        log_level: str | int = "INFO",
+        visualizer: Any = None,
+        default_scope: str | None = None,
+        experiment_name: str | None = None,
+        cfg: dict | None = None,
     ) -> None:
         if model_wrapper_cfg is not None:  # MMEngine's name for model_wrapper
             if model_wrapper is not None:
                 raise ValueError("pass model_wrapper or MMEngine's model_wrapper_cfg, not both")
             model_wrapper = model_wrapper_cfg
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(
-                f"model must be an nn.Module (an engine.BaseModel), got {type(model).__name__}"
-            )
         check_nan_policy(nan_policy)
-        check_forward_takes_mode(model)
+        check_model_arg(model)
         self.work_dir = None if work_dir is None else Path(work_dir)
         if self.work_dir is not None and self.work_dir.exists() and not self.work_dir.is_dir():
             raise NotADirectoryError(
@@ -124,7 +132,7 @@ class Runner:
         randomness = check_randomness(randomness)
         precision = mixed_precision or amp_precision(optim_wrapper)
         self.accelerator = accelerator or make_accelerator(
-            precision, self.work_dir, randomness["seed"], log_with
+            precision, self.work_dir, randomness["seed"], log_with, **accelerator_kwargs(env_cfg)
         )
         setup_logging(self.accelerator, self.work_dir)
         warn_if_fp16_on_cpu(self.accelerator)
@@ -132,6 +140,13 @@ class Runner:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         apply_randomness(self.accelerator, randomness)
         self.randomness = randomness
+        self._init_mmengine_view(
+            experiment_name, cfg, log_level, visualizer, default_scope, log_processor
+        )
+        unused_arguments(log_processor=log_processor, default_scope=default_scope)
+        # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
+        model = build_model(model, data_preprocessor)
+        check_forward_takes_mode(model)
 
         self.train_cfg = parse_train_cfg(train_cfg) if train_cfg is not None else None
         self.val_interval = self.train_cfg["val_interval"] if self.train_cfg else 1
@@ -166,6 +181,7 @@ class Runner:
         self.test_dataloader = prepare_loader(test_dataloader, acc, "test_dataloader")
         self.val_evaluator = build_evaluator(val_evaluator, "val_evaluator")
         self.test_evaluator = build_evaluator(test_evaluator, "test_evaluator")
+        scale_lr(self.optim_wrapper, auto_scale_lr, self.train_dataloader, acc.num_processes)
 
         self.state = TrainState(
             max_epochs=self.train_cfg.get("max_epochs") if self.train_cfg else None,
@@ -174,6 +190,7 @@ class Runner:
         schedules = build_schedules(
             param_scheduler, self._updates_per_epoch(), *self._schedule_limits()
         )
+        self.param_schedulers = schedules
         self.hooks = HookList(
             build_hooks(default_hooks, custom_hooks, schedules, self._default_checkpoint_hook())
         )
@@ -187,27 +204,7 @@ class Runner:
         self.launcher = launcher
         self._log_with = log_with
         self.last_metrics: dict = {}
-
-    # -- what hooks read ------------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        return self.state.epoch
-
-    @property
-    def iter(self) -> int:
-        return self.state.iter
-
-    @property
-    def max_epochs(self) -> int | None:
-        return self.state.max_epochs
-
-    @property
-    def max_iters(self) -> int | None:
-        return self.state.max_iters
-
-    @property
-    def logger(self) -> logging.Logger:
-        return logger
+        self._build_loop_objects()
 
     def _updates_per_epoch(self) -> Any:
         """Updates done by the end of each epoch (a function of the epoch count): windows
@@ -248,7 +245,9 @@ class Runner:
         if self._log_with is not None and not self.accelerator.trackers:
             # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
             name = self.work_dir.name if self.work_dir is not None else "engine"
-            self.accelerator.init_trackers(name, config={k: v for k, v in self.train_cfg.items()})
+            self.accelerator.init_trackers(
+                name, config={k: v for k, v in self.train_cfg.items() if not isinstance(v, list)}
+            )
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends.

@@ -1,5 +1,6 @@
 """Test helpers with MMEngine's names (``mmengine.testing``)."""
 
 from engine.testing.compare import assert_allclose
+from engine.testing.runner_test_case import RunnerTestCase
 
-__all__ = ["assert_allclose"]
+__all__ = ["RunnerTestCase", "assert_allclose"]

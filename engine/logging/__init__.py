@@ -1,0 +1,7 @@
+"""MMEngine's ``mmengine.logging`` names: `MMLogger`, `MessageHub`, `HistoryBuffer`, `print_log`."""
+
+from engine.logging.history_buffer import HistoryBuffer
+from engine.logging.message_hub import MessageHub
+from engine.logging.mm_logger import MMLogger, print_log
+
+__all__ = ["HistoryBuffer", "MMLogger", "MessageHub", "print_log"]
