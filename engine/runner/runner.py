@@ -44,6 +44,7 @@ from engine.runner.accelerate_setup import (
 from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
 from engine.runner.build_objects import build_model, check_model_arg
 from engine.runner.log_setup import setup_logging
+from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.runner_attributes import RunnerAttributes
 from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
@@ -253,6 +254,7 @@ class Runner(RunnerAttributes):
         # (engine.signals); the previous handlers come back however training ends.
         with handling_signals(self.hooks):
             if self._loaded != "all":
+                init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
             train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
             self.state = train(self, self.state)
