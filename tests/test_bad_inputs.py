@@ -21,6 +21,7 @@ from torch import nn
 
 import engine.checkpoint.save
 from engine import BaseModel, CheckpointError, CheckpointHook, Runner
+from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint
 
 
@@ -96,12 +97,17 @@ def truncate(name: str):
     def prepare(work_dir: Path) -> None:
         path = work_dir / "iter_4" / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        write_manifest(path.parent)  # as a tamperer would: the readers must refuse it
 
     return prepare
 
 
 def overwrite(name: str, content: bytes):
-    return lambda work_dir: (work_dir / "iter_4" / name).write_bytes(content)
+    def prepare(work_dir: Path) -> None:
+        (work_dir / "iter_4" / name).write_bytes(content)
+        write_manifest(work_dir / "iter_4")
+
+    return prepare
 
 
 def case(id: str, act, exc: type, *fragments: str, prepare=None):

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from engine import Accuracy, BaseModel, CheckpointError, CheckpointHook, Hook, Runner
+from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint, save_checkpoint
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
@@ -194,6 +195,7 @@ def test_tampered_pickle_files_are_refused_and_nothing_in_them_runs(tmp_path, pa
                 torch.save({"state": Evil(str(marker))}, f)
             else:
                 pickle.dump({"state": Evil(str(marker))}, f)
+    write_manifest(folder)  # a tamperer who also rewrites the manifest: the reader must refuse
     # The payload is live: loading it the unsafe way would create the file.
     with open(targets[0], "rb") as f:
         torch.load(f, weights_only=False) if payload == "torch.save" else pickle.load(f)
