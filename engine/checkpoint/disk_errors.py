@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 from pathlib import Path
@@ -93,3 +94,16 @@ def write_failure(what: str, path: Path, err: BaseException) -> str:
     )
     fix = _FIX.get(number, "check that the folder is writable and has space")
     return f"{what} failed at {path}: {reason} ({free_space(path)} free there); {fix}"
+
+
+def make_work_dir(work_dir: Path) -> None:
+    """Create `work_dir` and check that a file can be written there: a read-only or full
+    folder is one line now, not a raw ``OSError`` from the first write of the run."""
+    probe = Path(work_dir) / f".engine_write_test_{os.getpid()}"
+    try:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise type(err)(write_failure("using work_dir", Path(work_dir), err)) from None

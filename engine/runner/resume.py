@@ -29,6 +29,7 @@ from engine.checkpoint.io import (
     read_json,
     torch_load_weights_only,
 )
+from engine.checkpoint.lock import holds as holds_lock
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_weights import load_state_into, load_weights
 from engine.checkpoint.node_local import agree_on_checkpoint
@@ -159,7 +160,8 @@ def _clean_work_dir(runner: Any) -> None:
     """Remove (or put back) what interrupted saves left in work_dir, on the main process."""
     if getattr(runner, "work_dir", None) is None:
         return
-    if runner.accelerator.is_main_process:
+    # Only the run holding work_dir's lock cleans: another's may be a save in progress.
+    if runner.accelerator.is_main_process and holds_lock(work_dir_of(runner)):
         clean_partial_saves(work_dir_of(runner))
     runner.accelerator.wait_for_everyone()
 

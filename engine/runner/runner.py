@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from engine.checkpoint.disk_errors import make_work_dir
+from engine.checkpoint.lock import hold_work_dir
 from engine.hooks.checkpoint_hook import CheckpointHook
 from engine.hooks.hook import HookList
 from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
@@ -135,6 +137,8 @@ class Runner(RunnerAttributes):
         self.accelerator = accelerator or make_accelerator(
             precision, self.work_dir, randomness["seed"], log_with, **accelerator_kwargs(env_cfg)
         )
+        if self.work_dir is not None and self.accelerator.is_main_process:
+            make_work_dir(self.work_dir)  # read-only or full: one line, before anything runs
         setup_logging(self.accelerator, self.work_dir)
         warn_if_fp16_on_cpu(self.accelerator)
         if self.work_dir is not None and self.accelerator.is_main_process:
@@ -251,8 +255,9 @@ class Runner(RunnerAttributes):
             )
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
-        # (engine.signals); the previous handlers come back however training ends.
-        with handling_signals(self.hooks):
+        # (engine.signals); the previous handlers come back however training ends. One run
+        # at a time trains in work_dir (engine.checkpoint.lock).
+        with hold_work_dir(self.accelerator, self.work_dir), handling_signals(self.hooks):
             if self._loaded != "all":
                 init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
