@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 import engine.checkpoint.save
@@ -312,7 +313,9 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     monkeypatch.setattr(engine.checkpoint.save, "write_json", full_disk)
     runner = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
     with pytest.raises(
-        CheckpointError, match="saving checkpoint 'iter_6'.*previous checkpoint is intact"
+        CheckpointError,
+        match="saving checkpoint 'iter_6' failed at .*: no space left on the device "
+        r"\(.* free there\); free space or choose another work_dir; the previous checkpoint is intact",
     ) as err:
         runner.train()
     assert err.value.__cause__.errno == errno.ENOSPC and "\n" not in str(err.value)
@@ -320,7 +323,23 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     monkeypatch.undo()
     assert_consistent(work_dir, before)
 
-    resumed = make(work_dir, resume=True)
-    resumed.train()  # iter_4 loads; the run was already at max_iters=4
-    assert resumed.state.iter == 4
-    assert torch.isfinite(resumed._raw_model.net.weight).all()
+    # The run goes on from iter_4 to 8 and ends where an uninterrupted run to 8 ends.
+    resumed = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
+    resumed.train()
+    assert resumed.state.iter == 8 and find_latest_checkpoint(work_dir).name == "iter_8"
+    # Reference: plain PyTorch from iter_4's weights over the 4 batches of the second pass.
+    net = nn.Linear(3, 1)
+    weights = load_file(work_dir / "iter_4" / "model.safetensors")
+    net.load_state_dict({k.removeprefix("net."): v for k, v in weights.items()})
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = (torch.stack(t) for t in zip(*data()))
+    for i in range(0, 8, 2):
+        sgd.zero_grad()
+        (net(x[i : i + 2]) - y[i : i + 2]).pow(2).mean().backward()
+        sgd.step()
+    assert not torch.equal(net.weight, weights["net.weight"])
+    torch.testing.assert_close(resumed._raw_model.net.weight, net.weight, rtol=0, atol=1e-7)
+    torch.testing.assert_close(resumed._raw_model.net.bias, net.bias, rtol=0, atol=1e-7)
+    resumed_from_iter_4 = make(work_dir / "x", resume=work_dir / "iter_4")
+    resumed_from_iter_4._load_checkpoint()
+    assert resumed_from_iter_4.state.iter == 4  # the save at 6 never touched iter_4
