@@ -125,6 +125,17 @@ def _pointed(work_dir: Path) -> Path | None:
     return folder
 
 
+def _problem(folder: Path) -> str | None:
+    """Why `folder` cannot be resumed (its manifest or state file), None if it can."""
+    problem = manifest.is_intact(folder)
+    if problem is None:
+        try:
+            read_engine_state(folder)
+        except (CheckpointError, FileNotFoundError) as err:
+            problem = str(err)
+    return problem
+
+
 def find_latest_checkpoint(work_dir: str | Path, verify: bool = True) -> Path | None:
     """The newest intact checkpoint in `work_dir`, None when there is none.
 
@@ -146,7 +157,7 @@ def find_latest_checkpoint(work_dir: str | Path, verify: bool = True) -> Path | 
         ordered = [pointed, *(p for p in ordered if p.resolve() != pointed.resolve())]
     for folder in ordered:
         if (folder / OPTIMIZER).is_file() or not verify:
-            problem = manifest.is_intact(folder) if verify else None
+            problem = _problem(folder) if verify else None
             if problem is None:
                 return folder
             logger.warning("Skipping checkpoint %s: %s", folder.name, problem)
