@@ -1,4 +1,4 @@
-"""A checkpoint's manifest: each file's size and SHA-256, written last; verified before loading.
+"""A checkpoint's manifest: each file's size and hash, written last; verified before loading.
 
 ``manifest.json`` is the last file written into a checkpoint folder before the folder is
 published (`engine.checkpoint.save`), so a folder whose manifest lists every file and whose
@@ -6,11 +6,14 @@ files match it is one that was written whole and not changed since. Resume, ``lo
 and export call `verify` first: a flipped byte, a truncated or zeroed file, or a file copied
 in from another checkpoint is a `CheckpointError` naming that file.
 
-Why SHA-256: it is a strong hash (a file from another checkpoint cannot match by accident)
-and, with the SHA extensions every x86 and ARM server CPU of the last years has, OpenSSL
-hashes it at about 2 GB/s a core, faster than BLAKE2b (1.3 GB/s) here and as fast as most
-disks read (bench/checkpoint_verify.py measures both against ``cat``). Files are hashed in
-threads (hashlib releases the GIL on large buffers), one per file, 16 MiB reads each.
+The hash: XXH3-128 (``xxhash``, which ``datasets`` depends on), else SHA-256. The manifest
+guards against accidents (bit rot, truncation, files mixed up between checkpoints), not
+against someone who can also rewrite the manifest, so a cryptographic hash buys nothing
+here; what matters is 128 bits (no accidental match) and speed. XXH3 hashes about 5 GB/s
+on one loaded core, faster than disks read; SHA-256 about 0.5-2 GB/s, which on a busy
+machine made verification several times slower than ``cat`` (bench/checkpoint_verify.py,
+bench/RESULTS.md). The algorithm is recorded, so either kind of manifest verifies.
+Files are hashed in threads (both release the GIL on large buffers), 16 MiB reads each.
 
 Checkpoints written before manifests existed load with one warning saying they are not
 verified.
@@ -35,7 +38,16 @@ from engine.checkpoint.io import MODEL, OPTIMIZER, STATE, TENSORS, CheckpointErr
 logger = logging.getLogger("engine")
 
 MANIFEST = "manifest.json"
-_FORMAT, _ALGORITHM = "engine.manifest", "sha256"
+try:
+    import xxhash
+except ImportError:  # pragma: no cover - datasets, a dependency, requires xxhash
+    xxhash = None
+
+_FORMAT = "engine.manifest"
+_ALGORITHM = "xxh3_128" if xxhash is not None else "sha256"
+_HASHES = {"sha256": hashlib.sha256}
+if xxhash is not None:
+    _HASHES["xxh3_128"] = xxhash.xxh3_128
 _CHUNK = 16 << 20
 # Files that a checkpoint may hold: one of them present but not listed was put there later.
 _KNOWN = re.compile(
@@ -44,9 +56,9 @@ _KNOWN = re.compile(
 )
 
 
-def file_digest(path: Path) -> str:
-    """The SHA-256 of `path`, read in 16 MiB blocks."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = _ALGORITHM) -> str:
+    """The hex digest of `path` by `algorithm`, read in 16 MiB blocks."""
+    digest = _HASHES[algorithm]()
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
@@ -55,35 +67,30 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe(folder: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """{file name: {"size", "sha256"}} for `names` (default: every file) in `folder`."""
+def describe(
+    folder: Path, names: list[str] | None = None, algorithm: str = _ALGORITHM
+) -> dict[str, dict[str, Any]]:
+    """{file name: {"size", "hash"}} for `names` (default: every file) in `folder`."""
     folder = Path(folder)
     if names is None:
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
-        digests = list(pool.map(lambda n: file_digest(folder / n), names))
+        digests = list(pool.map(lambda n: file_digest(folder / n, algorithm), names))
     return {
-        name: {"size": (folder / name).stat().st_size, _ALGORITHM: digest}
+        name: {"size": (folder / name).stat().st_size, "hash": digest}
         for name, digest in zip(names, digests)
     }
 
 
-def write_manifest(folder: Path, extra: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write ``folder/manifest.json`` describing every file in `folder` (call it last).
-
-    Args:
-        folder: the checkpoint folder being written.
-        extra: entries for files other processes wrote where this one cannot see them
-            (node-local disks), as `describe` returns them.
-    """
+def write_manifest(folder: Path) -> None:
+    """Write ``folder/manifest.json`` describing every file in `folder` (call it last)."""
     files = describe(folder)
-    for name, entry in (extra or {}).items():
-        files.setdefault(name, entry)
     write_json(folder / MANIFEST, {"format": _FORMAT, "algorithm": _ALGORITHM, "files": files})
 
 
-def read_manifest(folder: Path) -> dict[str, dict[str, Any]] | None:
-    """The manifest's file table, None when the folder has no manifest (an older checkpoint)."""
+def read_manifest(folder: Path) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """(algorithm, file table) of the manifest, None when the folder has none (an older
+    checkpoint)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
@@ -97,20 +104,24 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]] | None:
     ok = (
         isinstance(files, dict)
         and data.get("format") == _FORMAT
-        and data.get("algorithm") == _ALGORITHM
         and all(
             isinstance(e, dict)
             and isinstance(e.get("size"), int)
-            and isinstance(e.get(_ALGORITHM), str)
+            and isinstance(e.get("hash"), str)
             for e in files.values()
         )
     )
     if not ok:
         raise CheckpointError(
-            f"{path} is not an engine manifest (format, algorithm 'sha256', files with size and "
-            "sha256); the checkpoint cannot be verified"
+            f"{path} is not an engine manifest (format, algorithm, files with size and hash); "
+            "the checkpoint cannot be verified"
         )
-    return files
+    if data.get("algorithm") not in _HASHES:
+        raise CheckpointError(
+            f"{path} uses hash {data.get('algorithm')!r}; this engine verifies {sorted(_HASHES)} "
+            "(pip install xxhash for 'xxh3_128')"
+        )
+    return data["algorithm"], files
 
 
 def verify(folder: Path, names: list[str] | None = None) -> None:
@@ -125,10 +136,11 @@ def verify(folder: Path, names: list[str] | None = None) -> None:
             or present but not listed; or a manifest that cannot be read.
     """
     folder = Path(folder)
-    files = read_manifest(folder)
-    if files is None:
+    manifest = read_manifest(folder)
+    if manifest is None:
         logger.warning("%s has no %s (written by an older engine): not verified", folder, MANIFEST)
         return
+    algorithm, files = manifest
     for path in sorted(folder.iterdir()):
         if _KNOWN.match(path.name) and path.name not in files:
             raise CheckpointError(
@@ -145,12 +157,12 @@ def verify(folder: Path, names: list[str] | None = None) -> None:
                 f"{path} has {path.stat().st_size} bytes, {files[name]['size']} when it was saved: "
                 "it is truncated or was replaced"
             )
-    actual = describe(folder, wanted)
+    actual = describe(folder, wanted, algorithm)
     for name in wanted:
-        if actual[name][_ALGORITHM] != files[name][_ALGORITHM]:
+        if actual[name]["hash"] != files[name]["hash"]:
             raise CheckpointError(
-                f"{folder / name} differs from what was saved (its sha256 does not match "
-                f"{MANIFEST}): it is corrupt or comes from another checkpoint"
+                f"{folder / name} differs from what was saved (its {algorithm} hash does not "
+                f"match {MANIFEST}): it is corrupt or comes from another checkpoint"
             )
 
 
