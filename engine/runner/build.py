@@ -7,6 +7,7 @@ the core only ever sees built objects.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from engine.dataset.builder import build_dataloader as build_dataset_loader
@@ -33,6 +34,8 @@ from engine.optim.scheduler.param_scheduler import INF, build_schedule
 from engine.registry import DATASETS, HOOKS
 from engine.runner.build_objects import build_object, resolve_type
 from engine.runner.val_schedule import check_dynamic_intervals
+
+logger = logging.getLogger("engine")
 
 _LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
 
@@ -71,6 +74,12 @@ def parse_train_cfg(cfg: dict) -> dict:
                 f"train_cfg {key} must be an int >= {1 if key == 'val_interval' else 0}, got {value!r}"
             )
         out[key] = value
+    if out["val_begin"] > limit:  # the loops validate from val_begin only, the end included
+        logger.warning(
+            "train_cfg val_begin=%d is beyond the run (%s=%d): it never validates; "
+            "set val_begin <= %d",
+            out["val_begin"], limit_key, limit, limit,
+        )  # fmt: skip
     out["dynamic_intervals"] = check_dynamic_intervals(cfg.pop("dynamic_intervals", None))
     if cfg:
         raise ValueError(
