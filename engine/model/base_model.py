@@ -180,7 +180,7 @@ class BaseModel(BaseModule):
                 return self._forward_through_wrapper((), {**data, "mode": mode})
             if isinstance(data, list | tuple):
                 return self._forward_through_wrapper(tuple(data), {"mode": mode})
-        except (RuntimeError, ValueError, IndexError) as err:
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
             explain_forward_error(self, data, mode, err)  # a shape error: name batch and forward
             raise
         raise TypeError(

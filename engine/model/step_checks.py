@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 logger = logging.getLogger("engine")
 
-_SHAPE_WORDS = ("shape", "size", "dimension", "mat1", "must match", "expected input")
+_SHAPE_WORDS = ("shape", "size", "dimension", "mat1", "must match", "expected input", "dtype")
 
 
 def describe_batch(data: Any) -> str:
@@ -48,18 +48,23 @@ def describe_batch(data: Any) -> str:
 def explain_forward_error(model: torch.nn.Module, data: Any, mode: str, err: Exception) -> None:
     """Re-raise a shape error from `model`'s forward naming the batch and the forward."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    if type(err) not in (RuntimeError, ValueError, IndexError) or not any(
-        w in text for w in _SHAPE_WORDS
-    ):
-        return
+    name = type(model).__name__
     try:
         signature = str(inspect.signature(model.forward))
     except (TypeError, ValueError):
         signature = "(...)"
-    raise type(err)(
-        f"{type(model).__name__}.forward{signature} (mode={mode!r}) rejected the batch "
-        f"({describe_batch(data)}): {text}"
-    ) from err
+    if type(err) is TypeError and text.startswith(f"{name}.forward()"):
+        # Python's own binding error: the batch's items do not fit forward's arguments.
+        raise TypeError(
+            f"{name}.forward{signature} does not take the batch ({describe_batch(data)}): "
+            f"{text.removeprefix(f'{name}.forward() ')}; a dict batch is passed as keyword "
+            "arguments, a list/tuple as positional ones"
+        ) from err
+    if type(err) in (RuntimeError, ValueError, IndexError) and any(w in text for w in _SHAPE_WORDS):
+        raise type(err)(
+            f"{name}.forward{signature} rejected the batch in mode {mode!r} "
+            f"({describe_batch(data)}): {text}"
+        ) from err
 
 
 def check_loss_requires_grad(model: torch.nn.Module, losses: dict, loss: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ the core only ever sees built objects.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from typing import Any
 
@@ -173,6 +174,7 @@ def build_hooks(
             f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
         )
     for key, value in (default_hooks or {}).items():
+        _check_default_hook_name(key)
         if key == "param_scheduler" and isinstance(value, dict) and "schedules" not in value:
             # MMEngine's dict(type='ParamSchedulerHook') takes the Runner's schedules.
             kind = value.get("type")
@@ -189,6 +191,21 @@ def build_hooks(
         )
     hooks += [build_hook(h) for h in custom_hooks or ()]
     return hooks
+
+
+_DEFAULT_NAMES = ("timer", "logger", "signal", "param_scheduler", "checkpoint",
+                  "visualization", "sampler_seed", "runtime_info")  # fmt: skip
+
+
+def _check_default_hook_name(key: Any) -> None:
+    """A key one typo away from a default hook's name would add a second hook beside the
+    default one, silently: refuse it. (Other keys name extra hooks, as MMEngine allows.)"""
+    close = difflib.get_close_matches(str(key), _DEFAULT_NAMES, n=1, cutoff=0.8)
+    if key not in _DEFAULT_NAMES and close:
+        raise ValueError(
+            f"default_hooks key {key!r} is not a default hook name; did you mean {close[0]!r}? "
+            f"(names: {', '.join(_DEFAULT_NAMES)}; other hooks go in custom_hooks)"
+        )
 
 
 def build_schedules(

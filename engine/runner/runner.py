@@ -125,6 +125,10 @@ class Runner(RunnerAttributes):
             if model_wrapper is not None:
                 raise ValueError("pass model_wrapper or MMEngine's model_wrapper_cfg, not both")
             model_wrapper = model_wrapper_cfg
+        if work_dir is not None and not isinstance(work_dir, str | os.PathLike):
+            raise TypeError(
+                f"work_dir must be a path (str or Path) or None, got {type(work_dir).__name__}"
+            )
         check_nan_policy(nan_policy)
         check_model_arg(model)
         self.work_dir = None if work_dir is None else Path(work_dir)
