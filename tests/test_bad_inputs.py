@@ -130,7 +130,7 @@ CASES = [
     case("unknown optimizer", train(optim_wrapper=dict(optimizer=dict(type="SGDD", lr=0.1))),
          ValueError, "'SGDD' is not a torch.optim optimizer", "accepted:", "AdamW"),
     case("lr as a string", train(optim_wrapper=dict(optimizer=dict(type="SGD", lr="1e-3"))),
-         TypeError, "optimizer SGD rejected its arguments {'lr': '1e-3'}"),
+         TypeError, "optimizer SGD lr must be a number, got '1e-3' (str); write lr=1e-3 without quotes"),
     case("negative momentum",
          train(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=-1))), ValueError,
          "optimizer SGD rejected its arguments", "Invalid momentum value: -1"),
@@ -237,7 +237,7 @@ CASES = [
     case("truncated safetensors", train(resume=True), CheckpointError,
          "model.safetensors is not a readable safetensors file",
          prepare=truncate("model.safetensors")),
-    case("bad JSON", train(resume=True), CheckpointError,
+    case("bad JSON", lambda wd: make(wd, resume=wd / "iter_4").train(), CheckpointError,
          "engine_state.json is not valid JSON", prepare=overwrite("engine_state.json", b"{oops")),
     case("corrupt optimizer file", train(resume=True), CheckpointError,
          "optimizer.pt is corrupt or truncated", prepare=truncate("optimizer.pt")),
@@ -280,7 +280,7 @@ def assert_consistent(work_dir: Path, before: dict[str, str]) -> None:
         "lost or changed": sorted(k for k in before if after.get(k) != before[k]),
         "new": sorted(set(after) - set(before)),
     }
-    assert find_latest_checkpoint(work_dir).name == "iter_4"
+    assert find_latest_checkpoint(work_dir, verify=False).name == "iter_4"
 
 
 def test_the_catalogue_is_large_enough():
