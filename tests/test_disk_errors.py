@@ -8,6 +8,7 @@ space and what to do; a failed log write never stops training.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -143,3 +144,38 @@ def test_torch_and_safetensors_disk_errors_are_recognised():
     assert not is_disk_error(RuntimeError("CUDA out of memory"))
     line = write_failure("saving", Path("/"), st_full)
     assert line.startswith("saving failed at /: no space left on the device (") and "\n" not in line
+
+
+def test_a_full_disk_under_run_log_warns_once_and_training_goes_on(tmp_path, engine_log):
+    work_dir = tmp_path / "run"
+    work_dir.mkdir()
+    (work_dir / "run.log").symlink_to("/dev/full")
+    x = torch.randn(8, 3)
+    runner = Runner(
+        model=Linear(),
+        work_dir=work_dir,
+        train_dataloader=dict(dataset=list(zip(x, x.sum(1, keepdim=True))), batch_size=2),
+        train_cfg=dict(by_epoch=False, max_iters=8),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=1)),
+    )
+    runner.train()
+    assert runner.iter == 8 and (work_dir / "last_checkpoint").read_text().strip() == "iter_8"
+    failures = [m for m in engine_log if "failed at" in m]
+    assert len(failures) == 1, failures
+    assert failures[0].startswith(f"logging failed at {work_dir / 'run.log'}: no space left")
+    logging.getLogger("engine").handlers[:] = [
+        h for h in logging.getLogger("engine").handlers if not isinstance(h, logging.FileHandler)
+    ]
+
+
+def test_writing_a_config_on_a_full_disk_is_one_line(tmp_path):
+    from engine.checkpoint.disk_errors import write_file
+
+    (tmp_path / "config.json").symlink_to("/dev/full")
+    with pytest.raises(OSError) as err:
+        write_file(tmp_path / "config.json", "{}\n", "writing the config")
+    assert str(err.value).startswith(
+        f"writing the config failed at {tmp_path / 'config.json'}: no space left on the device ("
+    )
+    assert str(err.value).endswith("free space or choose another work_dir")

@@ -107,3 +107,20 @@ def make_work_dir(work_dir: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise type(err)(write_failure("using work_dir", Path(work_dir), err)) from None
+
+
+def write_file(path: Path, data: str | bytes, what: str) -> None:
+    """Write `data` to `path`; a failure is one line (`write_failure`) of the same OSError type.
+
+    Example:
+        >>> write_file(Path("runs/a/config.json"), "{}", "writing the config")
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as err:
+        raise type(err)(write_failure(what, path, err)) from None
