@@ -97,10 +97,14 @@ def _check_types(path: Path, values: dict, types: dict, where: str) -> None:
 
 
 def _iter_of(folder: Path) -> int:
+    """The iteration count in `folder`'s state file, -1 if unreadable (JSON only: ranking
+    must not read the tensors of every folder)."""
     try:
-        return int(read_engine_state(folder)["train_state"].get("iter", -1))
-    except (CheckpointError, FileNotFoundError, TypeError, ValueError):
+        data = read_json(Path(folder) / STATE, _STATE_EXPECTED)
+        value = data["train_state"]["iter"]
+    except (CheckpointError, FileNotFoundError, KeyError, TypeError):
         return -1
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 def _pointed(work_dir: Path) -> Path | None:
