@@ -82,12 +82,16 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(runs):
     root, killed, resumed, snapshots = runs
     assert killed["crash in save"][0] == -signal.SIGKILL
     # iter_8 was being written (its weights were, nothing else): the pointer still names iter_4
-    assert snapshots["save_dir"] == [".tmp_iter_8", "iter_4", "last_checkpoint", "run.log"]
+    # .engine_lock: the killed run's lock, which the resumed run takes over (same host, pid gone)
+    assert snapshots["save_dir"] == [
+        ".engine_lock", ".tmp_iter_8", "iter_4", "last_checkpoint", "run.log"
+    ]
     assert snapshots["save_tmp"] == ["model.safetensors"]
     assert snapshots["save_latest"] == root / "save" / "iter_4"
     code, output = resumed
     assert code == 0, output
     assert f"Resumed from {root / 'save' / 'iter_4'}" in output
+    assert f"Taking over {root / 'save' / '.engine_lock'}" in output
     assert not (root / "save" / ".tmp_iter_8").exists() and (root / "save" / "iter_8").is_dir()
     _assert_equal_weights(root / "full.safetensors", root / "save.safetensors")
 
