@@ -343,7 +343,7 @@ CASES = [
     case("Accuracy topk as a string", val(val_evaluator=dict(type="Accuracy", topk="1")), ValueError,
          "topk must be positive ints, got '1'"),
     case("metric list with a name", val(val_evaluator=[Accuracy(), "mAP"]), ValueError,
-         "cannot build a metric from 'mAP'", "accepted: a BaseMetric or a dict with type in"),
+         "cannot build a metric from 'mAP'", "accepted: a BaseMetric or dict(type=..., ...)"),
     case("evaluator an int", val(val_evaluator=1), TypeError,
          "val_evaluator must be an Evaluator, a BaseMetric", "got int"),
     case("val without an evaluator", val(), ValueError,
@@ -482,9 +482,7 @@ class Broadcasting(Linear):
         return list(self.net(x))
 
 
-def test_a_hook_method_named_after_no_event_warns_once_with_the_closest_event(
-    tmp_path, engine_log
-):
+def test_a_hook_method_named_after_no_event_warns_once_with_the_closest_event(tmp_path, engine_log):
     make(tmp_path / "a", custom_hooks=[Misnamed()]).train()
     make(tmp_path / "b", custom_hooks=[Misnamed()]).train()
     warned = [m for m in engine_log if "after_train_iteration" in m]

@@ -84,7 +84,11 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(runs):
     # iter_8 was being written (its weights were, nothing else): the pointer still names iter_4
     # .engine_lock: the killed run's lock, which the resumed run takes over (same host, pid gone)
     assert snapshots["save_dir"] == [
-        ".engine_lock", ".tmp_iter_8", "iter_4", "last_checkpoint", "run.log"
+        ".engine_lock",
+        ".tmp_iter_8",
+        "iter_4",
+        "last_checkpoint",
+        "run.log",
     ]
     assert snapshots["save_tmp"] == ["model.safetensors"]
     assert snapshots["save_latest"] == root / "save" / "iter_4"
