@@ -100,7 +100,9 @@ def load_eval_weights(
     elif resume is True and load_from is not None and _is_resumable(load_from):
         source = load_from  # as load_checkpoint: resume=True resumes from load_from
     elif resume is True and getattr(runner, "work_dir", None) is not None:
-        source = find_latest_checkpoint(work_dir_of(runner)) or load_from
+        acc, work_dir = runner.accelerator, work_dir_of(runner)  # one decision, as in training
+        chosen = find_latest_checkpoint(work_dir) if acc.is_main_process else None
+        source = agree_on_checkpoint(acc, work_dir, chosen) or load_from
     if source is not None:
         load_weights(runner, source)
 
