@@ -407,6 +407,8 @@ CASES = [
          "does not fit the model", "missing keys [head.weight, head.bias]"),
     case("resume with renamed layers", resume_in("iter_4", model=Renamed()), CheckpointError,
          "missing keys [body.weight, body.bias]", "unexpected keys [net.bias, net.weight]"),
+    case("resume with another optimizer", resume_in("iter_4", **adam()), CheckpointError,
+         "iter_4 holds", "state of another optimizer type"),
     case("load_from a work_dir", lambda wd: make(wd, load_from=wd).train(), FileNotFoundError,
          "model.safetensors does not exist", "a checkpoint folder holding model.safetensors"),
     case("load_from a pickled model", load_in("model.pth"), CheckpointError,
