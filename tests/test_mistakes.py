@@ -301,7 +301,7 @@ CASES = [
     case("loss a dict", train(model=Returns(lambda m, x, y: {"loss": {"a": mse(m, x, y)}})),
          TypeError, "loss entry 'loss' is a dict"),
     case("data_preprocessor a string", lambda wd: BaseModel(data_preprocessor="ImgDataPreprocessor"),
-         TypeError, "data_preprocessor must be an nn.Module, a dict with 'type' or None", "got str"),
+         TypeError, "data_preprocessor", "an nn.Module, a dict with 'type' or None", "got str"),
     case("data_preprocessor unknown type",
          lambda wd: BaseModel(data_preprocessor=dict(type="DetDataPreprocessor")), ValueError,
          "DetDataPreprocessor"),

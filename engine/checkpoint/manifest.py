@@ -151,7 +151,9 @@ def verify(folder: Path, names: list[str] | None = None) -> None:
     for name in wanted:
         path = folder / name
         if not path.is_file():
-            raise CheckpointError(f"{path} is missing; {folder / MANIFEST} lists it")
+            raise CheckpointError(
+                f"{folder} is incomplete: {name} is missing ({MANIFEST} lists it)"
+            )
         if path.stat().st_size != files[name]["size"]:
             raise CheckpointError(
                 f"{path} has {path.stat().st_size} bytes, {files[name]['size']} when it was saved: "
