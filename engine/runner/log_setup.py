@@ -29,6 +29,18 @@ class _RunLogHandler(logging.FileHandler):
             return
         super().emit(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A failed write (a full disk): said once on the console, then the file is dropped,
+        # instead of logging's traceback on every record; training goes on.
+        err = sys.exc_info()[1]
+        if not isinstance(err, OSError):
+            return super().handleError(record)
+        logger.removeHandler(self)
+        logger.warning(
+            "%s; training goes on without it",
+            write_failure("logging", Path(self.baseFilename), err),
+        )
+
 
 def setup_logging(accelerator: Any, work_dir: Path | None) -> None:
     """Console on the main process only (others warn and worse); a log file in work_dir."""
@@ -58,18 +70,3 @@ def setup_logging(accelerator: Any, work_dir: Path | None) -> None:
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             file_handler._engine = True
             logger.addHandler(file_handler)
-
-
-class _RunLogHandler(logging.FileHandler):
-    """run.log: a failed write (a full disk) is reported once on the console and the file
-    is dropped, instead of logging's traceback on every record; training goes on."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        err = sys.exc_info()[1]
-        if not isinstance(err, OSError):
-            return super().handleError(record)
-        logger.removeHandler(self)
-        logger.warning(
-            "%s; training goes on without it",
-            write_failure("logging", Path(self.baseFilename), err),
-        )
