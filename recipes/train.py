@@ -29,6 +29,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from engine import Accuracy, BaseModel, ImgDataPreprocessor, Runner
+from engine.checkpoint.disk_errors import write_file
 from engine.config import OptimConfig, RunConfig
 
 DATA = Path(__file__).parent / "data" / "digits.parquet"  # next to the recipe, whatever the cwd
@@ -145,7 +146,7 @@ def main(cfg: Config) -> dict:
     runner = build_runner(cfg)
     if runner.accelerator.is_main_process:  # one writer, even under accelerate launch
         path = Path(cfg.run.work_dir) / "config.json"
-        path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        write_file(path, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", "writing the config")
     metrics = runner.train()
     if runner.accelerator.is_main_process:
         print(f"final validation accuracy: {metrics['accuracy/top1']:.2f}%")

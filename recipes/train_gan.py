@@ -32,6 +32,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from engine import BaseModel, Hook, ImgDataPreprocessor, Runner
+from engine.checkpoint.disk_errors import write_file
 from engine.config import RunConfig
 from engine.model.wrappers import unwrap
 
@@ -208,7 +209,11 @@ class SampleGrid(Hook):
             images = generator(self.noise.to(runner.accelerator.device))
         generator.train(was_training)
         path = Path(runner.work_dir) / f"samples_epoch_{epoch}.png"
-        path.write_bytes(png_bytes(image_grid(images.cpu())))  # a host sync, once per grid
+        try:  # a full disk costs the picture, not the run
+            write_file(path, png_bytes(image_grid(images.cpu())), "writing a sample grid")
+        except OSError as err:  # (images.cpu() above: a host sync, once per grid)
+            runner.logger.warning("%s; training goes on", err)
+            return
         self.written.append(path)
 
 
@@ -240,7 +245,7 @@ def main(cfg: Config) -> list[Path]:
     runner = build_runner(cfg)
     if runner.accelerator.is_main_process:  # one writer, even under accelerate launch
         path = Path(cfg.run.work_dir) / "config.json"
-        path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        write_file(path, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", "writing the config")
     runner.train()
     grids = runner.hooks.get(SampleGrid).written
     if grids:

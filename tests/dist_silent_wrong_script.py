@@ -4,7 +4,8 @@
     # an OptimWrapperDict with model_wrapper=None builds (with its warning) and trains;
     # prints "BUILT rank=<r>"
 <launcher, 2 processes> tests/dist_silent_wrong_script.py WORK_DIR failed_save
-    # saves epoch_1, then rank 1's write of epoch_2 fails: every rank must raise
+    # saves epoch_1, then the main process's write of epoch_2 fails (it writes every file,
+    # the other ranks' random states included): every rank must raise
     # (none left in a barrier) and print "RAISED rank=<r> <message>"
 """
 
@@ -58,7 +59,7 @@ def dict_no_wrapper(work_dir: Path) -> None:
 def failed_save(work_dir: Path) -> None:
     runner = build(work_dir, per_part=False)
     save.save_checkpoint(runner, "epoch_1")
-    if rank() == 1:
+    if rank() == 0:
         real = save.write_json
 
         def full_disk(path, payload):

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 import engine.checkpoint.save
 from engine import BaseModel, CheckpointError, CheckpointHook, Runner
+from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint
 
 
@@ -96,12 +98,17 @@ def truncate(name: str):
     def prepare(work_dir: Path) -> None:
         path = work_dir / "iter_4" / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        write_manifest(path.parent)  # as a tamperer would: the readers must refuse it
 
     return prepare
 
 
 def overwrite(name: str, content: bytes):
-    return lambda work_dir: (work_dir / "iter_4" / name).write_bytes(content)
+    def prepare(work_dir: Path) -> None:
+        (work_dir / "iter_4" / name).write_bytes(content)
+        write_manifest(work_dir / "iter_4")
+
+    return prepare
 
 
 def case(id: str, act, exc: type, *fragments: str, prepare=None):
@@ -123,7 +130,7 @@ CASES = [
     case("unknown optimizer", train(optim_wrapper=dict(optimizer=dict(type="SGDD", lr=0.1))),
          ValueError, "'SGDD' is not a torch.optim optimizer", "accepted:", "AdamW"),
     case("lr as a string", train(optim_wrapper=dict(optimizer=dict(type="SGD", lr="1e-3"))),
-         TypeError, "optimizer SGD rejected its arguments {'lr': '1e-3'}"),
+         TypeError, "optimizer SGD lr must be a number, got '1e-3' (str); write lr=1e-3 without quotes"),
     case("negative momentum",
          train(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=-1))), ValueError,
          "optimizer SGD rejected its arguments", "Invalid momentum value: -1"),
@@ -230,7 +237,7 @@ CASES = [
     case("truncated safetensors", train(resume=True), CheckpointError,
          "model.safetensors is not a readable safetensors file",
          prepare=truncate("model.safetensors")),
-    case("bad JSON", train(resume=True), CheckpointError,
+    case("bad JSON", lambda wd: make(wd, resume=wd / "iter_4").train(), CheckpointError,
          "engine_state.json is not valid JSON", prepare=overwrite("engine_state.json", b"{oops")),
     case("corrupt optimizer file", train(resume=True), CheckpointError,
          "optimizer.pt is corrupt or truncated", prepare=truncate("optimizer.pt")),
@@ -273,7 +280,7 @@ def assert_consistent(work_dir: Path, before: dict[str, str]) -> None:
         "lost or changed": sorted(k for k in before if after.get(k) != before[k]),
         "new": sorted(set(after) - set(before)),
     }
-    assert find_latest_checkpoint(work_dir).name == "iter_4"
+    assert find_latest_checkpoint(work_dir, verify=False).name == "iter_4"
 
 
 def test_the_catalogue_is_large_enough():
@@ -306,7 +313,9 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     monkeypatch.setattr(engine.checkpoint.save, "write_json", full_disk)
     runner = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
     with pytest.raises(
-        CheckpointError, match="saving checkpoint 'iter_6'.*previous checkpoint is intact"
+        CheckpointError,
+        match="saving checkpoint 'iter_6' failed at .*: no space left on the device "
+        r"\(.* free there\); free space or choose another work_dir; the previous checkpoint is intact",
     ) as err:
         runner.train()
     assert err.value.__cause__.errno == errno.ENOSPC and "\n" not in str(err.value)
@@ -314,7 +323,23 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     monkeypatch.undo()
     assert_consistent(work_dir, before)
 
-    resumed = make(work_dir, resume=True)
-    resumed.train()  # iter_4 loads; the run was already at max_iters=4
-    assert resumed.state.iter == 4
-    assert torch.isfinite(resumed._raw_model.net.weight).all()
+    # The run goes on from iter_4 to 8 and ends where an uninterrupted run to 8 ends.
+    resumed = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
+    resumed.train()
+    assert resumed.state.iter == 8 and find_latest_checkpoint(work_dir).name == "iter_8"
+    # Reference: plain PyTorch from iter_4's weights over the 4 batches of the second pass.
+    net = nn.Linear(3, 1)
+    weights = load_file(work_dir / "iter_4" / "model.safetensors")
+    net.load_state_dict({k.removeprefix("net."): v for k, v in weights.items()})
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = (torch.stack(t) for t in zip(*data()))
+    for i in range(0, 8, 2):
+        sgd.zero_grad()
+        (net(x[i : i + 2]) - y[i : i + 2]).pow(2).mean().backward()
+        sgd.step()
+    assert not torch.equal(net.weight, weights["net.weight"])
+    torch.testing.assert_close(resumed._raw_model.net.weight, net.weight, rtol=0, atol=1e-7)
+    torch.testing.assert_close(resumed._raw_model.net.bias, net.bias, rtol=0, atol=1e-7)
+    resumed_from_iter_4 = make(work_dir / "x", resume=work_dir / "iter_4")
+    resumed_from_iter_4._load_checkpoint()
+    assert resumed_from_iter_4.state.iter == 4  # the save at 6 never touched iter_4

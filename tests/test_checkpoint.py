@@ -53,6 +53,7 @@ def test_layout_of_a_checkpoint_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["epoch_1", "epoch_2"]
     folder = tmp_path / "epoch_2"
     files = {"model.safetensors", "optimizer.pt", "engine_state.json", "rng_state_0.json"}
+    files.add("manifest.json")  # written last: the size and sha256 of each other file
     assert {p.name for p in folder.iterdir()} == files
     state = json.loads((folder / "engine_state.json").read_text())
     assert state["format"] == "engine.checkpoint" and state["version"] == 1
@@ -177,7 +178,11 @@ def test_retention_and_best_over_11_epochs_with_a_resume_in_the_middle(tmp_path)
     assert dirs == ["best_accuracy_top1", "epoch_10", "epoch_11", "epoch_9"]
     assert best_epoch(tmp_path) == 7 and runner.state.best_scores == {"accuracy/top1": 90}
     best = tmp_path / "best_accuracy_top1"
-    assert {p.name for p in best.iterdir()} == {"model.safetensors", "engine_state.json"}
+    assert {p.name for p in best.iterdir()} == {
+        "model.safetensors",
+        "engine_state.json",
+        "manifest.json",
+    }
     assert not list(tmp_path.glob(".*_*"))  # no .tmp_/.old_ leftovers
 
 
@@ -416,14 +421,17 @@ def test_bad_checkpoints_give_one_line_errors_naming_the_file(tmp_path):
     (broken / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(CheckpointError) as err:
         make_runner(tmp_path, resume=broken).train()
-    assert "broken/model.safetensors is not a readable safetensors file" in one_line(err)
+    # The manifest catches it before any reader runs (tests/test_integrity.py has the rest).
+    assert "broken/model.safetensors has 290 bytes, 580 when it was saved" in one_line(err)
 
     shutil.rmtree(broken)
     shutil.copytree(folder, broken)
     (broken / "engine_state.json").write_text('{"format": "engine.checkpoint", "version": 1,')
     with pytest.raises(CheckpointError) as err:
         make_runner(tmp_path, resume=broken).train()
-    assert "broken/engine_state.json is not valid JSON" in one_line(err)
+    assert "broken/engine_state.json has" in one_line(err) and "when it was saved" in one_line(err)
+    # Without a manifest (as written by older versions) the readers still refuse each file.
+    (broken / "manifest.json").unlink()
     (broken / "engine_state.json").write_text('{"format": "something else"}')
     with pytest.raises(CheckpointError, match="is not an engine checkpoint state"):
         make_runner(tmp_path, resume=broken).train()
@@ -444,6 +452,7 @@ def test_bad_checkpoints_give_one_line_errors_naming_the_file(tmp_path):
         state = json.loads((save_best_dir / "engine_state.json").read_text())
         state["meta"]["resumable"] = False
         (save_best_dir / "engine_state.json").write_text(json.dumps(state))
+        (save_best_dir / "manifest.json").unlink()
         make_runner(tmp_path, resume=save_best_dir).train()
 
     with pytest.raises(CheckpointError, match="unknown kind"):

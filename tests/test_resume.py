@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from engine import Accuracy, BaseModel, CheckpointError, CheckpointHook, Hook, Runner
+from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint, save_checkpoint
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
@@ -81,12 +82,20 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(runs):
     root, killed, resumed, snapshots = runs
     assert killed["crash in save"][0] == -signal.SIGKILL
     # iter_8 was being written (its weights were, nothing else): the pointer still names iter_4
-    assert snapshots["save_dir"] == [".tmp_iter_8", "iter_4", "last_checkpoint", "run.log"]
+    # .engine_lock: the killed run's lock, which the resumed run takes over (same host, pid gone)
+    assert snapshots["save_dir"] == [
+        ".engine_lock",
+        ".tmp_iter_8",
+        "iter_4",
+        "last_checkpoint",
+        "run.log",
+    ]
     assert snapshots["save_tmp"] == ["model.safetensors"]
     assert snapshots["save_latest"] == root / "save" / "iter_4"
     code, output = resumed
     assert code == 0, output
     assert f"Resumed from {root / 'save' / 'iter_4'}" in output
+    assert f"Taking over {root / 'save' / '.engine_lock'}" in output
     assert not (root / "save" / ".tmp_iter_8").exists() and (root / "save" / "iter_8").is_dir()
     _assert_equal_weights(root / "full.safetensors", root / "save.safetensors")
 
@@ -194,6 +203,7 @@ def test_tampered_pickle_files_are_refused_and_nothing_in_them_runs(tmp_path, pa
                 torch.save({"state": Evil(str(marker))}, f)
             else:
                 pickle.dump({"state": Evil(str(marker))}, f)
+    write_manifest(folder)  # a tamperer who also rewrites the manifest: the reader must refuse
     # The payload is live: loading it the unsafe way would create the file.
     with open(targets[0], "rb") as f:
         torch.load(f, weights_only=False) if payload == "torch.save" else pickle.load(f)

@@ -15,6 +15,7 @@ import torch
 
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint
 from engine.checkpoint.io import MODEL, load_tensors, save_tensors
+from engine.checkpoint.manifest import verify
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = None) -> Path:
@@ -39,6 +40,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = 
                 f"{folder} has no {MODEL} and no checkpoint folder; expected a checkpoint or a work_dir"
             )
         folder = latest
+    verify(folder, [MODEL])
     tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
     if dtype is not None:
         cast = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(

@@ -23,6 +23,7 @@ from engine.checkpoint.io import (
     require_file,
     torch_load_weights_only,
 )
+from engine.checkpoint.manifest import verify
 
 logger = logging.getLogger("engine")
 
@@ -90,6 +91,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], Path]:
     ``.pt``/``.pth``/``.bin`` state dict (weights-only; its ``'state_dict'`` entry if any)."""
     if path.is_dir():
         path = require_file(path / MODEL, f"a checkpoint folder holding {MODEL}")
+        verify(path.parent, [MODEL])  # a named checkpoint that is broken is refused
     if path.suffix == ".safetensors":
         return load_tensors(path, "model weights in safetensors format")[0], path
     if path.suffix in (".pt", ".pth", ".bin"):

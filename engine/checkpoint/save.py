@@ -12,6 +12,9 @@ Layout (``work_dir/epoch_3/``, ``iter_400/``, ``best_accuracy_top1/``)::
                              before_save_checkpoint}
     engine_tensors.safetensors  tensors referenced from engine_state.json (only if any)
     rng_state_<rank>.json    one per process: Python, NumPy, torch CPU and CUDA generators
+                             (all written by the main process: engine.checkpoint.node_local)
+    manifest.json            written last: each file's size and hash (engine.checkpoint.manifest);
+                             resume, load_from and export verify it
 
 ``work_dir/last_checkpoint`` holds the name of the newest periodic checkpoint. Best
 checkpoints (``best_<metric>/``) hold weights and engine_state.json only: they are for
@@ -20,8 +23,8 @@ evaluation and `load_from`, not for resuming.
 A save writes into ``work_dir/.tmp_<name>/``, fsyncs every file, renames the folder to its
 name (an older folder of that name is moved aside first and deleted after), and only then
 rewrites ``last_checkpoint``. A crash at any point leaves the previous checkpoint and the
-pointer to it intact; leftovers are cleaned when a run resumes (`engine.runner.resume`), which
-reads all of this back. Weights alone load with `engine.checkpoint.model_weights.load_weights`.
+pointer to it intact; leftovers are cleaned when a run resumes (`engine.runner.resume`), by
+the run holding the work_dir's lock only (`engine.checkpoint.lock`). Resume reads it all back. Weights alone load with `engine.checkpoint.model_weights.load_weights`.
 Finding the latest checkpoint and reading engine_state.json are `engine.checkpoint.find`'s
 job, writing the weights out for inference `engine.checkpoint.export`'s (both re-exported here).
 
@@ -49,7 +52,7 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint import rng
+from engine.checkpoint.disk_errors import is_disk_error, write_failure
 from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint.io import (
@@ -68,7 +71,9 @@ from engine.checkpoint.io import (
     write_json,
     write_text_atomic,
 )
+from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.model_weights import plain_state_dict
+from engine.checkpoint.node_local import gather_rng_states
 from engine.optim.optim_wrapper_dict import members
 
 logger = logging.getLogger("engine")
@@ -152,6 +157,10 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor] = {}
     payload = encode(checkpoint, tensors, "checkpoint")
 
+    # Every process's generators, written by the main process: the folder is complete on
+    # its disk whether or not the others share it (see engine.checkpoint.node_local).
+    rng_states = gather_rng_states(acc) if resumable else []
+
     final, tmp = work_dir / name, work_dir / f".tmp_{name}"
     error = None
     try:
@@ -169,8 +178,9 @@ def save_checkpoint(
             if tensors:
                 save_tensors(tmp / TENSORS, tensors)
             write_json(tmp / STATE, payload)
-        if resumable:
-            write_json(tmp / f"rng_state_{acc.process_index}.json", rng.to_json(rng.capture()))
+            for rank, state in enumerate(rng_states):
+                write_json(tmp / f"rng_state_{rank}.json", state)
+            write_manifest(tmp)  # last: a folder with a valid manifest was written whole
     except Exception as err:
         error = err
     except BaseException:
@@ -210,10 +220,11 @@ def _agree_or_raise(
             f"saving checkpoint {name!r} in {work_dir} failed on another process; "
             "the previous checkpoint is intact"
         )
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) or is_disk_error(error):
+        # torch and safetensors wrap a full disk's OSError in their own errors
         raise CheckpointError(
-            f"saving checkpoint {name!r} in {work_dir} failed ({error.strerror or error}); "
-            "the previous checkpoint is intact"
+            write_failure(f"saving checkpoint {name!r}", work_dir, error)
+            + "; the previous checkpoint is intact"
         ) from error
     raise error
 

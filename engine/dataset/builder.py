@@ -68,7 +68,7 @@ def build_dataloader(cfg: Any, name: str) -> Any:
             )
         return cfg
     cfg = dict(cfg)
-    if "dataset" not in cfg:
+    if cfg.get("dataset") is None:
         raise ValueError(f"{name} dict needs a 'dataset', got keys {sorted(cfg)}")
     cfg["dataset"] = _build_dataset(cfg["dataset"], name)
     per_epoch = cfg.pop("num_batch_per_epoch", None)

@@ -99,6 +99,11 @@ class BaseMetric(ABC):
             )
         results = collect_results(self.results, self._batch_ends, size)
         metrics = self.compute_metrics(results)
+        if not isinstance(metrics, dict):
+            raise TypeError(
+                f"{type(self).__name__}.compute_metrics returned a {type(metrics).__name__}; it "
+                "must return a dict of metric name -> value, e.g. {'accuracy': 0.9}"
+            )
         self.results.clear()
         self._batch_ends.clear()
         if self.prefix:

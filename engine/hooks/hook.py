@@ -7,8 +7,12 @@ first, as in MMEngine; equal priorities keep their registration order).
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+
+logger = logging.getLogger("engine")
 
 PRIORITIES = {
     "HIGHEST": 0,
@@ -201,6 +205,25 @@ def _overrides(hook: Hook, event: str) -> bool:
     return generic is not None and getattr(cls, generic) is not getattr(Hook, generic)
 
 
+_warned: set[type] = set()
+_PREFIXES = ("before_", "after_")
+
+
+def warn_misnamed_events(cls: type) -> None:
+    """Warn once per class about a method that looks like an event but is none (e.g.
+    ``after_train_iteration``): the loops would never call it."""
+    if cls in _warned:
+        return
+    _warned.add(cls)
+    for name in sorted(vars(cls)):
+        if name.startswith(_PREFIXES) and name not in EVENTS and callable(getattr(cls, name)):
+            close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f"; events: {', '.join(EVENTS)}"
+            logger.warning(
+                "%s.%s is not a hook event and is never called%s", cls.__name__, name, hint
+            )
+
+
 class HookList:
     """Hooks in priority order, with each event's handlers looked up once."""
 
@@ -213,6 +236,7 @@ class HookList:
     def add(self, hook: Hook, priority: int | str | None = None) -> None:
         if not isinstance(hook, Hook):
             raise TypeError(f"hooks must be engine.Hook instances, got {type(hook).__name__}")
+        warn_misnamed_events(type(hook))
         if priority is not None:
             hook.priority = priority
         value = priority_value(hook.priority)

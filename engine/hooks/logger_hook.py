@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.disk_errors import write_failure
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
 from engine.hooks.log_lines import copy_logs, loader_len, metric_number, position
@@ -101,6 +102,7 @@ class LoggerHook(Hook):
         self.last_scalars: dict[str, float] = {}
         self._bar: Any = None
         self._show_bar: bool | None = None
+        self._write_failed = False  # scalars.jsonl could not be written (warned once)
         self._reset()
 
     def _reset(self) -> None:
@@ -257,9 +259,18 @@ class LoggerHook(Hook):
             logger.info(line)
         work_dir = getattr(runner, "work_dir", None)
         if work_dir is not None and {".jsonl", ".json"} & set(self.out_suffix):
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
-            with open(Path(work_dir) / "scalars.jsonl", "a") as f:  # closing flushes each record
-                f.write(json.dumps(record, default=str) + "\n")
+            path = Path(work_dir) / "scalars.jsonl"
+            try:
+                Path(work_dir).mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as f:  # closing flushes each record
+                    f.write(json.dumps(record, default=str) + "\n")
+            except OSError as err:
+                # A full disk must not kill a run that could still checkpoint: say it once.
+                if not self._write_failed:
+                    self._write_failed = True
+                    logger.warning(
+                        "%s; training goes on without it", write_failure("logging", path, err)
+                    )
         accelerator = getattr(runner, "accelerator", None)
         if accelerator is not None and accelerator.trackers:
             mode = record["mode"]

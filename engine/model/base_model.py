@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -14,6 +15,12 @@ from torch import nn
 
 from engine.model.base_module import BaseModule
 from engine.model.data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
+from engine.model.step_checks import (
+    BroadcastWatch,
+    check_loss_requires_grad,
+    explain_forward_error,
+    report_broadcast,
+)
 
 _PREPROCESSORS = {
     "BaseDataPreprocessor": BaseDataPreprocessor,
@@ -134,10 +141,17 @@ class BaseModel(BaseModule):
 
         The returned values stay on the device: nothing here reads a tensor back to the host.
         """
-        with optim_wrapper.optim_context(self):
+        # The first step also looks for a loss that broadcasts (N, 1) against (N,).
+        first = not self.__dict__.get("_engine_stepped", False)
+        object.__setattr__(self, "_engine_stepped", True)
+        watch = BroadcastWatch() if first else nullcontext()
+        with optim_wrapper.optim_context(self), watch:
             data = self.data_preprocessor(data, True)
             losses = self._run_forward(data, mode="loss")
+        if first:
+            report_broadcast(self, watch)
         loss, log_vars = self.parse_losses(losses)
+        check_loss_requires_grad(self, losses, loss)
         num_items = log_vars.get("num_items")
         if num_items is None:
             optim_wrapper.update_params(loss)
@@ -161,10 +175,14 @@ class BaseModel(BaseModule):
     def _run_forward(self, data: Any, mode: str) -> Any:
         # Through the distributed wrapper with or without gradients: FSDP/ZeRO-3 need it
         # to gather their sharded parameters for evaluation too.
-        if isinstance(data, dict):
-            return self._forward_through_wrapper((), {**data, "mode": mode})
-        if isinstance(data, list | tuple):
-            return self._forward_through_wrapper(tuple(data), {"mode": mode})
+        try:
+            if isinstance(data, dict):
+                return self._forward_through_wrapper((), {**data, "mode": mode})
+            if isinstance(data, list | tuple):
+                return self._forward_through_wrapper(tuple(data), {"mode": mode})
+        except (RuntimeError, ValueError, IndexError, TypeError) as err:
+            explain_forward_error(self, data, mode, err)  # a shape error: name batch and forward
+            raise
         raise TypeError(
             f"a batch must be a dict (passed as keyword arguments) or a list/tuple "
             f"(passed as positional arguments), got {type(data).__name__}"
@@ -242,9 +260,17 @@ def check_forward_takes_mode(model: nn.Module) -> None:
     """The stock steps call ``forward(*inputs, mode=...)``: a forward without ``mode``
     would fail at the first batch with Python's bare 'unexpected keyword' error."""
     cls = type(model)
+    if not isinstance(model, BaseModel) and not callable(getattr(model, "train_step", None)):
+        raise TypeError(
+            f"model {cls.__name__} is a plain nn.Module; engine needs an engine.BaseModel: "
+            "subclass BaseModel and give forward a `mode` argument (mode='loss' returns a dict "
+            "of losses, 'predict' the predictions)"
+        )
+    if not isinstance(model, BaseModel):
+        return  # a module with its own train_step calls forward as it likes
     steps = (cls.train_step, cls.val_step, cls.test_step)
     base = (BaseModel.train_step, BaseModel.val_step, BaseModel.test_step)
-    if not isinstance(model, BaseModel) or all(s is not b for s, b in zip(steps, base)):
+    if all(s is not b for s, b in zip(steps, base)):
         return  # not a BaseModel, or its own steps call forward as they like
     try:
         params = inspect.signature(model.forward).parameters

@@ -89,6 +89,18 @@ def build_optim_wrapper(
         )
     cfg = dict(cfg)
     constructor = cfg.pop("constructor", None)
+    kind = cfg.get("type")
+    if "optimizer" not in cfg and isinstance(kind, str) and _is_torch_optimizer(kind):
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "type")
+        raise ValueError(
+            f"optim_wrapper=dict(type={kind!r}, ...) names an optimizer, not a wrapper; write "
+            f"optim_wrapper=dict(optimizer=dict(type={kind!r}, {args}))"
+        )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"{type(model).__name__} has no trainable parameters: every parameter has "
+            "requires_grad=False (frozen); unfreeze some (requires_grad_(True)) before training"
+        )
     if "optimizer" in cfg:
         return _build_one(model, cfg, constructor, accelerator)
     if constructor not in (None, "MultiOptimWrapperConstructor"):
@@ -140,3 +152,8 @@ def _build_one(module: nn.Module, cfg: dict, constructor: Any, accelerator: Any)
             "expected an OptimWrapper"
         )
     return wrapper
+
+
+def _is_torch_optimizer(name: str) -> bool:
+    cls = getattr(torch.optim, name, None)
+    return isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)

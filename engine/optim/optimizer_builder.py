@@ -44,6 +44,7 @@ def build_optimizer(
             raise ValueError(
                 f"optimizer type {kind!r} is not a torch.optim optimizer; accepted: {', '.join(names)}"
             )
+    _check_numbers(cls.__name__, cfg)
     params = [_listed(item) for item in params]  # inspected below, then handed to torch
     fast_options = fast_implementation(cls, params) if fast and not _IMPL_KEYS & set(cfg) else {}
     if fast_options:
@@ -55,6 +56,33 @@ def build_optimizer(
         return cls(params, **cfg)
     except (TypeError, ValueError) as err:  # e.g. lr='1e-3' from a YAML file, momentum=-1
         raise type(err)(f"optimizer {cls.__name__} rejected its arguments {cfg}: {err}") from None
+
+
+# Hyperparameters torch.optim takes as numbers (betas: a pair); a string here usually comes
+# from a YAML or CLI value ('1e-2'), which torch reports only as a failed comparison.
+_NUMBERS = {"lr", "momentum", "weight_decay", "eps", "dampening", "alpha", "lr_decay", "rho",
+            "initial_accumulator_value", "max_iter", "momentum_decay", "lambd", "t0"}  # fmt: skip
+
+
+def _check_numbers(name: str, cfg: dict) -> None:
+    """A one-line ``TypeError`` for a hyperparameter that is not a number (e.g. lr='1e-2')."""
+    for key, value in cfg.items():
+        if key == "betas" and not (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in value)
+        ):
+            raise TypeError(
+                f"optimizer {name} betas must be a pair of numbers, got {value!r}; "
+                "e.g. betas=(0.9, 0.999)"
+            )
+        number = isinstance(value, int | float | torch.Tensor) and not isinstance(value, bool)
+        if key in _NUMBERS and not number:
+            hint = f"; write {key}={value} without quotes" if isinstance(value, str) else ""
+            raise TypeError(
+                f"optimizer {name} {key} must be a number, got {value!r} "
+                f"({type(value).__name__}){hint}"
+            )
 
 
 def fast_implementation(cls: type, params: list) -> dict[str, bool]:

@@ -97,6 +97,9 @@ def check_randomness(cfg: Any) -> dict:
         isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32
     ):
         raise ValueError(f"randomness seed must be None or an int in [0, 2**32), got {seed!r}")
+    for key in ("deterministic", "diff_rank_seed"):
+        if not isinstance(out[key], bool):
+            raise ValueError(f"randomness {key} must be True or False, got {out[key]!r}")
     return out
 
 

@@ -7,6 +7,8 @@ the core only ever sees built objects.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 from typing import Any
 
 from engine.dataset.builder import build_dataloader as build_dataset_loader
@@ -33,6 +35,8 @@ from engine.optim.scheduler.param_scheduler import INF, build_schedule
 from engine.registry import DATASETS, HOOKS
 from engine.runner.build_objects import build_object, resolve_type
 from engine.runner.val_schedule import check_dynamic_intervals
+
+logger = logging.getLogger("engine")
 
 _LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
 
@@ -71,6 +75,12 @@ def parse_train_cfg(cfg: dict) -> dict:
                 f"train_cfg {key} must be an int >= {1 if key == 'val_interval' else 0}, got {value!r}"
             )
         out[key] = value
+    if out["val_begin"] > limit:  # the loops validate from val_begin only, the end included
+        logger.warning(
+            "train_cfg val_begin=%d is beyond the run (%s=%d): it never validates; "
+            "set val_begin <= %d",
+            out["val_begin"], limit_key, limit, limit,
+        )  # fmt: skip
     out["dynamic_intervals"] = check_dynamic_intervals(cfg.pop("dynamic_intervals", None))
     if cfg:
         raise ValueError(
@@ -164,6 +174,7 @@ def build_hooks(
             f"default_hooks must be a dict of name -> Hook/dict/None, got {type(default_hooks).__name__}"
         )
     for key, value in (default_hooks or {}).items():
+        _check_default_hook_name(key)
         if key == "param_scheduler" and isinstance(value, dict) and "schedules" not in value:
             # MMEngine's dict(type='ParamSchedulerHook') takes the Runner's schedules.
             kind = value.get("type")
@@ -180,6 +191,21 @@ def build_hooks(
         )
     hooks += [build_hook(h) for h in custom_hooks or ()]
     return hooks
+
+
+_DEFAULT_NAMES = ("timer", "logger", "signal", "param_scheduler", "checkpoint",
+                  "visualization", "sampler_seed", "runtime_info")  # fmt: skip
+
+
+def _check_default_hook_name(key: Any) -> None:
+    """A key one typo away from a default hook's name would add a second hook beside the
+    default one, silently: refuse it. (Other keys name extra hooks, as MMEngine allows.)"""
+    close = difflib.get_close_matches(str(key), _DEFAULT_NAMES, n=1, cutoff=0.8)
+    if key not in _DEFAULT_NAMES and close:
+        raise ValueError(
+            f"default_hooks key {key!r} is not a default hook name; did you mean {close[0]!r}? "
+            f"(names: {', '.join(_DEFAULT_NAMES)}; other hooks go in custom_hooks)"
+        )
 
 
 def build_schedules(

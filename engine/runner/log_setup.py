@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.checkpoint.disk_errors import write_failure
+
 logger = logging.getLogger("engine")
 
 
@@ -26,6 +28,18 @@ class _RunLogHandler(logging.FileHandler):
         if self.stream is None and getattr(self, "_closed", False):
             return
         super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A failed write (a full disk): said once on the console, then the file is dropped,
+        # instead of logging's traceback on every record; training goes on.
+        err = sys.exc_info()[1]
+        if not isinstance(err, OSError):
+            return super().handleError(record)
+        logger.removeHandler(self)
+        logger.warning(
+            "%s; training goes on without it",
+            write_failure("logging", Path(self.baseFilename), err),
+        )
 
 
 def setup_logging(accelerator: Any, work_dir: Path | None) -> None:

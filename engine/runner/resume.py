@@ -29,7 +29,10 @@ from engine.checkpoint.io import (
     read_json,
     torch_load_weights_only,
 )
+from engine.checkpoint.lock import holds as holds_lock
+from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_weights import load_state_into, load_weights
+from engine.checkpoint.node_local import agree_on_checkpoint
 from engine.checkpoint.save import (
     clean_partial_saves,
     loader_length,
@@ -72,9 +75,14 @@ def load_checkpoint(
             return resume_from(
                 runner, load_from["path"] if isinstance(load_from, dict) else load_from
             )
-        latest = find_latest_checkpoint(work_dir_of(runner))
+        # The main process picks the newest intact checkpoint; every process resumes from it
+        # (on node-local disks it is sent to the others: engine.checkpoint.node_local).
+        acc, work_dir = runner.accelerator, work_dir_of(runner)
+        chosen = find_latest_checkpoint(work_dir) if acc.is_main_process else None
+        latest = agree_on_checkpoint(acc, work_dir, chosen)
+        verified = latest is not None and acc.is_main_process
         if latest is not None:
-            return resume_from(runner, latest)
+            return resume_from(runner, latest, verified=verified)
         logger.info("resume=True: no checkpoint in %s; starting from scratch", runner.work_dir)
     if load_from is not None:
         load_weights(runner, load_from)
@@ -92,7 +100,9 @@ def load_eval_weights(
     elif resume is True and load_from is not None and _is_resumable(load_from):
         source = load_from  # as load_checkpoint: resume=True resumes from load_from
     elif resume is True and getattr(runner, "work_dir", None) is not None:
-        source = find_latest_checkpoint(work_dir_of(runner)) or load_from
+        acc, work_dir = runner.accelerator, work_dir_of(runner)  # one decision, as in training
+        chosen = find_latest_checkpoint(work_dir) if acc.is_main_process else None
+        source = agree_on_checkpoint(acc, work_dir, chosen) or load_from
     if source is not None:
         load_weights(runner, source)
 
@@ -102,8 +112,9 @@ def _is_resumable(source: Any) -> bool:
     return path.is_dir() and (path / STATE).is_file() and (path / OPTIMIZER).is_file()
 
 
-def resume_from(runner: Any, checkpoint: str | Path) -> Path:
-    """Restore `runner` from the checkpoint folder `checkpoint` (see `load_checkpoint`).
+def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> Path:
+    """Restore `runner` from the checkpoint folder `checkpoint` (see `load_checkpoint`);
+    its files are checked against its manifest first unless `verified`.
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
@@ -112,6 +123,8 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
     """
     _clean_work_dir(runner)
     folder = checkpoint_folder(checkpoint, "resume")
+    if not verified:
+        verify(folder)  # a checkpoint named explicitly that is broken is refused, not replaced
     checkpoint = read_engine_state(folder)
     if not checkpoint["meta"].get("resumable", False):
         raise CheckpointError(
@@ -149,7 +162,8 @@ def _clean_work_dir(runner: Any) -> None:
     """Remove (or put back) what interrupted saves left in work_dir, on the main process."""
     if getattr(runner, "work_dir", None) is None:
         return
-    if runner.accelerator.is_main_process:
+    # Only the run holding work_dir's lock cleans: another's may be a save in progress.
+    if runner.accelerator.is_main_process and holds_lock(work_dir_of(runner)):
         clean_partial_saves(work_dir_of(runner))
     runner.accelerator.wait_for_everyone()
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from engine.checkpoint.disk_errors import make_work_dir
+from engine.checkpoint.lock import hold_work_dir
 from engine.hooks.checkpoint_hook import CheckpointHook
 from engine.hooks.hook import HookList
 from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
@@ -123,6 +125,10 @@ class Runner(RunnerAttributes):
             if model_wrapper is not None:
                 raise ValueError("pass model_wrapper or MMEngine's model_wrapper_cfg, not both")
             model_wrapper = model_wrapper_cfg
+        if work_dir is not None and not isinstance(work_dir, str | os.PathLike):
+            raise TypeError(
+                f"work_dir must be a path (str or Path) or None, got {type(work_dir).__name__}"
+            )
         check_nan_policy(nan_policy)
         check_model_arg(model)
         self.work_dir = None if work_dir is None else Path(work_dir)
@@ -135,6 +141,8 @@ class Runner(RunnerAttributes):
         self.accelerator = accelerator or make_accelerator(
             precision, self.work_dir, randomness["seed"], log_with, **accelerator_kwargs(env_cfg)
         )
+        if self.work_dir is not None and self.accelerator.is_main_process:
+            make_work_dir(self.work_dir)  # read-only or full: one line, before anything runs
         setup_logging(self.accelerator, self.work_dir)
         warn_if_fp16_on_cpu(self.accelerator)
         if self.work_dir is not None and self.accelerator.is_main_process:
@@ -251,8 +259,9 @@ class Runner(RunnerAttributes):
             )
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
-        # (engine.signals); the previous handlers come back however training ends.
-        with handling_signals(self.hooks):
+        # (engine.signals); the previous handlers come back however training ends. One run
+        # at a time trains in work_dir (engine.checkpoint.lock).
+        with hold_work_dir(self.accelerator, self.work_dir), handling_signals(self.hooks):
             if self._loaded != "all":
                 init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
