@@ -105,6 +105,33 @@ def train(out: Path) -> None:
         dist.destroy_process_group()
 
 
+def checkpointed(out: Path, resume: str | None = None) -> None:
+    """Train 6 iterations with a sharded checkpoint every 2 (or resume from `resume` to 6);
+    the final whole weights go to ck_<resume or 'full'>_<processes>.pt."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    data16 = data()[:16]  # a pass is 2 updates: iter_4 is a pass boundary for any process count
+    runner = Runner(
+        model=Net(),
+        work_dir=out / "work",
+        train_dataloader=DataLoader(data16, batch_size=GLOBAL_BATCH // world),
+        train_cfg=dict(by_epoch=False, max_iters=ITERS),
+        optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01), clip_grad=dict(max_norm=1.0)),
+        model_wrapper="fsdp2",
+        default_hooks=dict(
+            logger=None, checkpoint=dict(type="CheckpointHook", interval=2, by_epoch=False)
+        ),
+        resume=str(out / "work" / resume) if resume else False,
+    )
+    runner.train()
+    full = full_params(runner.model)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        torch.save(full, out / f"ck_{resume or 'full'}_{world}.pt")
+        print(f"PASS checkpointed processes={world}", flush=True)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def reshard(out: Path) -> None:
     """One process, no process group: load the 2-process checkpoint into a plain model."""
     model = Net()
@@ -123,4 +150,8 @@ def reshard(out: Path) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    {"train": train, "reshard": reshard}[sys.argv[2]](Path(sys.argv[1]))
+    scenario = sys.argv[2]
+    if scenario == "checkpointed":
+        checkpointed(Path(sys.argv[1]), sys.argv[3] if len(sys.argv) > 3 else None)
+    else:
+        {"train": train, "reshard": reshard}[scenario](Path(sys.argv[1]))

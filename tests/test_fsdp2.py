@@ -7,7 +7,9 @@ same global batch; another loads the 2-process shards into one unsharded process
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from engine.checkpoint import CheckpointError
 from engine.model.fsdp2 import _units
 
 SCRIPT = Path(__file__).parent / "fsdp2_script.py"
@@ -91,3 +95,68 @@ def test_units_are_the_outermost_repeated_blocks():
     ]
     flat = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
     assert _units(flat, None) == [flat[0], flat[2]]  # no repeated container: each child
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory) -> Path:
+    """2 sharded processes train 6 iterations with an engine checkpoint every 2; then the
+    run resumes from iter_4 under 2 processes and, from a copy, under one process."""
+    out = tmp_path_factory.mktemp("fsdp2_ckpt")
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    script = [str(SCRIPT), str(out), "checkpointed"]
+    proc = _run([*launch, "--main_process_port", _port(), *script])
+    assert "PASS checkpointed processes=2" in proc.stdout, proc.stderr[-5000:]
+    shutil.copytree(out / "work", out / "pristine")
+    proc = _run([*launch, "--main_process_port", _port(), *script, "iter_4"])
+    assert "PASS checkpointed processes=2" in proc.stdout, proc.stderr[-5000:]
+    shutil.rmtree(out / "work")
+    shutil.copytree(out / "pristine", out / "work")
+    proc = _run([*script, "iter_4"])
+    assert "PASS checkpointed processes=1" in proc.stdout, proc.stderr[-5000:]
+    return out
+
+
+def test_sharded_checkpoint_is_an_engine_folder_with_one_shard_file_per_process(checkpointed):
+    folder = checkpointed / "pristine" / "iter_4"
+    assert not (folder / "model.safetensors").exists()  # nothing gathered the whole model
+    assert len(list((folder / "sharded").glob("*.distcp"))) == 2
+    listed = json.loads((folder / "manifest.json").read_text())["files"]
+    assert {"sharded/__0_0.distcp", "sharded/__1_0.distcp", "sharded/.metadata"} <= set(listed)
+
+
+def test_sharded_resume_is_exact_with_the_same_process_count(checkpointed):
+    full = torch.load(checkpointed / "ck_full_2.pt", weights_only=True)
+    resumed = torch.load(checkpointed / "ck_iter_4_2.pt", weights_only=True)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_sharded_checkpoint_resumes_in_one_process(checkpointed):
+    full = torch.load(checkpointed / "ck_full_2.pt", weights_only=True)
+    resumed = torch.load(checkpointed / "ck_iter_4_1.pt", weights_only=True)
+    for key in full:  # AdamW moments resharded from 2 processes to 1
+        torch.testing.assert_close(resumed[key], full[key], atol=1e-5, rtol=0)
+
+
+def test_export_consolidates_a_sharded_checkpoint(checkpointed, tmp_path):
+    out = tmp_path / "w.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "export", str(checkpointed / "pristine" / "iter_6"), str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    full = torch.load(checkpointed / "ck_full_2.pt", weights_only=True)
+    exported = load_file(out)
+    assert exported.keys() == full.keys() and all(torch.equal(exported[k], full[k]) for k in full)
+
+
+def test_a_corrupt_shard_is_named(checkpointed, tmp_path):
+    from engine.checkpoint.manifest import verify
+
+    folder = tmp_path / "iter_4"
+    shutil.copytree(checkpointed / "pristine" / "iter_4", folder)
+    shard = folder / "sharded" / "__1_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="__1_0.distcp"):
+        verify(folder)

@@ -16,6 +16,7 @@ import torch
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint
 from engine.checkpoint.io import MODEL, load_tensors, save_tensors
 from engine.checkpoint.manifest import verify
+from engine.checkpoint.sharded import consolidated_model_state, has_sharded_state
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = None) -> Path:
@@ -33,15 +34,19 @@ def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = 
         `out` as a Path.
     """
     folder = checkpoint_folder(checkpoint, "checkpoint")
-    if not (folder / MODEL).is_file():
+    if not (folder / MODEL).is_file() and not has_sharded_state(folder):
         latest = find_latest_checkpoint(folder)
         if latest is None:
             raise FileNotFoundError(
                 f"{folder} has no {MODEL} and no checkpoint folder; expected a checkpoint or a work_dir"
             )
         folder = latest
-    verify(folder, [MODEL])
-    tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
+    if has_sharded_state(folder):  # consolidated here, without the processes that wrote it
+        verify(folder)
+        tensors = consolidated_model_state(folder)
+    else:
+        verify(folder, [MODEL])
+        tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
     if dtype is not None:
         cast = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
             dtype

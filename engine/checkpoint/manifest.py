@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoint.io import MODEL, OPTIMIZER, STATE, TENSORS, CheckpointError, write_json
+from engine.checkpoint.sharded import SHARDED
 
 logger = logging.getLogger("engine")
 
@@ -74,6 +75,10 @@ def describe(
     folder = Path(folder)
     if names is None:
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+        # A sharded checkpoint's DCP files live in one sub-folder (engine.checkpoint.sharded).
+        names += sorted(
+            str(p.relative_to(folder)) for p in (folder / SHARDED).glob("*") if p.is_file()
+        )
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
         digests = list(pool.map(lambda n: file_digest(folder / n, algorithm), names))
     return {

@@ -24,6 +24,7 @@ from engine.checkpoint.io import (
     torch_load_weights_only,
 )
 from engine.checkpoint.manifest import verify
+from engine.checkpoint.sharded import has_sharded_state, load_sharded
 
 logger = logging.getLogger("engine")
 
@@ -129,6 +130,10 @@ def load_weights(runner: Any, source: Any) -> None:
         raise FileNotFoundError(
             f"load_from {str(source)!r} does not exist; expected a checkpoint folder, a .safetensors or a .pt/.pth file"
         )
+    if path.is_dir() and has_sharded_state(path):
+        load_sharded(path, runner._raw_model, {})
+        logger.info("Loaded sharded weights from %s", path)
+        return
     tensors, where = read_weights(path)
     report = key_report(*load_state_into(runner._raw_model, tensors, where, strict))
     logger.info("Loaded weights from %s (strict=%s): %s", where, strict, report)

@@ -73,8 +73,9 @@ from engine.checkpoint.io import (
 )
 from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.model_weights import plain_state_dict
-from engine.checkpoint.node_local import gather_rng_states
-from engine.optim.optim_wrapper_dict import members
+from engine.checkpoint.node_local import gather_rng_states, is_shared
+from engine.checkpoint.sharded import is_sharded, save_sharded
+from engine.optim.optim_wrapper_dict import members, named_members
 
 logger = logging.getLogger("engine")
 
@@ -151,9 +152,15 @@ def save_checkpoint(
     }
     # As in MMEngine, hooks see (and may replace) the model weights as checkpoint["state_dict"]:
     # EMAHook puts the evaluated (averaged) weights there.
-    checkpoint["state_dict"] = _model_state_dict(runner)
+    sharded = is_sharded(runner._raw_model)
+    checkpoint["state_dict"] = {} if sharded else _model_state_dict(runner)
     runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
     model_state = checkpoint.pop("state_dict")
+    if sharded and model_state:
+        raise CheckpointError(
+            "a hook put whole-model weights (an EMA) into the checkpoint of a sharded model; "
+            "averaged models of sharded parameters are not supported yet: remove the EMAHook"
+        )
     tensors: dict[str, torch.Tensor] = {}
     payload = encode(checkpoint, tensors, "checkpoint")
 
@@ -170,10 +177,23 @@ def save_checkpoint(
     except Exception as err:
         error = err
     _agree_or_raise(acc, error, tmp, name, work_dir)  # also the barrier before writing
+    if sharded:  # every process writes its own shards; none gathers the model
+        if not is_shared(acc, work_dir):
+            raise CheckpointError(
+                f"a sharded checkpoint needs a work_dir that every process sees; {work_dir} is "
+                "local to each machine: put work_dir on a shared file system"
+            )
+        try:
+            optimizers = _optimizers(runner) if resumable else {}
+            save_sharded(tmp, runner._raw_model, optimizers)
+        except Exception as err:
+            error = err
+        _agree_or_raise(acc, error, tmp, name, work_dir)
     try:
         if acc.is_main_process:
-            _write_model(tmp, model_state)
-            if resumable and runner.optim_wrapper is not None:
+            if not sharded:
+                _write_model(tmp, model_state)
+            if resumable and runner.optim_wrapper is not None and not sharded:
                 _write_optimizer(tmp, runner.optim_wrapper.state_dict())
             if tensors:
                 save_tensors(tmp / TENSORS, tensors)
@@ -327,9 +347,18 @@ def check_supported(accelerator: Any) -> None:
 
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         raise NotImplementedError(
-            f"engine checkpoints of sharded ({accelerator.distributed_type.value}) models are not "
-            "supported yet; pass default_hooks=dict(checkpoint=None) and use accelerator.save_state"
+            f"engine checkpoints of Accelerate's {accelerator.distributed_type.value} models are "
+            "not supported yet; shard with model_wrapper='fsdp2' on a plain multi-process launch "
+            "(sharded checkpoints, resume and export work there), or pass "
+            "default_hooks=dict(checkpoint=None) and save with accelerator.save_state"
         )
+
+
+def _optimizers(runner: Any) -> dict[str, torch.optim.Optimizer]:
+    """The run's torch optimizers by member name, for sharded saves and loads."""
+    if runner.optim_wrapper is None:
+        return {}
+    return {name: w.optimizer for name, w in named_members(runner.optim_wrapper).items()}
 
 
 def _model_state_dict(runner: Any) -> dict[str, torch.Tensor]:

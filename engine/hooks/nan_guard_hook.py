@@ -176,7 +176,9 @@ class NanGuardHook(Hook):
         tensors = [
             t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()
         ]
-        if tensors and _any_nonfinite(tensors).item():
+        # Sharded (DTensor) weights: each process checks its own shards, and all agree.
+        bad = bool(tensors) and bool(_any_nonfinite(tensors).item())
+        if _any_process(runner, bad):
             raise FloatingPointError(
                 f"nan_policy={self.policy!r}: the model's weights hold NaN/inf at iteration "
                 f"{runner.state.iter}, so this checkpoint was not written{_latest(runner)}; {_ADVICE}"
@@ -245,6 +247,7 @@ def _any_nonfinite(tensors: list[torch.Tensor]) -> torch.Tensor:
     The inf-norm (max |x|) keeps NaN and inf and cannot overflow, so it is exact.
     """
     tensors = [t.coalesce().values() if t.is_sparse else t.detach() for t in tensors]
+    tensors = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]  # DTensor shards
     device = tensors[0].device
     tensors = [t for t in tensors if t.numel()]  # an empty tensor has no max
     if not tensors:

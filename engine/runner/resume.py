@@ -34,12 +34,14 @@ from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_weights import load_state_into, load_weights
 from engine.checkpoint.node_local import agree_on_checkpoint
 from engine.checkpoint.save import (
+    _optimizers,
     clean_partial_saves,
     loader_length,
     seedable_sampler,
     stateful_hooks,
     work_dir_of,
 )
+from engine.checkpoint.sharded import has_sharded_state, load_sharded
 from engine.hooks.hook import Hook
 from engine.runner.resume_checks import check_optimizer_fits, replan_for_data, report_changes
 
@@ -109,7 +111,11 @@ def load_eval_weights(
 
 def _is_resumable(source: Any) -> bool:
     path = Path(source["path"] if isinstance(source, dict) else source)
-    return path.is_dir() and (path / STATE).is_file() and (path / OPTIMIZER).is_file()
+    return (
+        path.is_dir()
+        and (path / STATE).is_file()
+        and ((path / OPTIMIZER).is_file() or has_sharded_state(path))
+    )
 
 
 def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> Path:
@@ -131,9 +137,12 @@ def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> 
             f"{folder} holds weights only (a best checkpoint); resume needs a periodic one "
             "(epoch_*/iter_*), or pass it as load_from"
         )
-    tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
-    load_state_into(runner._raw_model, tensors, folder / MODEL, strict=True)
-    if runner.optim_wrapper is not None:
+    if has_sharded_state(folder):  # any process count: DCP reads by global offsets
+        load_sharded(folder, runner._raw_model, _optimizers(runner))
+    else:
+        tensors, _ = load_tensors(folder / MODEL, "the model weights of an engine checkpoint")
+        load_state_into(runner._raw_model, tensors, folder / MODEL, strict=True)
+    if runner.optim_wrapper is not None and not has_sharded_state(folder):
         state = torch_load_weights_only(
             folder / OPTIMIZER, "the OptimWrapper.state_dict() that engine saves"
         )
