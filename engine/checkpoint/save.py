@@ -68,7 +68,9 @@ from engine.checkpoint.io import (
     write_json,
     write_text_atomic,
 )
+from engine.checkpoint.model_source import describe_model
 from engine.checkpoint.model_weights import plain_state_dict
+from engine.checkpoint.run_settings import run_settings
 from engine.optim.optim_wrapper_dict import members
 
 logger = logging.getLogger("engine")
@@ -163,7 +165,7 @@ def save_checkpoint(
     _agree_or_raise(acc, error, tmp, name, work_dir)  # also the barrier before writing
     try:
         if acc.is_main_process:
-            _write_model(tmp, model_state)
+            _write_model(tmp, model_state, describe_model(runner._raw_model, runner_config(runner)))
             if resumable and runner.optim_wrapper is not None:
                 _write_optimizer(tmp, runner.optim_wrapper.state_dict())
             if tensors:
@@ -218,8 +220,15 @@ def _agree_or_raise(
     raise error
 
 
-def _write_model(folder: Path, state: dict[str, torch.Tensor]) -> None:
-    save_tensors(folder / MODEL, state, metadata={"format": "pt"})
+def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:
+    # `about`: what rebuilds the model for inference (engine.checkpoint.model_source)
+    save_tensors(folder / MODEL, state, metadata={"format": "pt", **about})
+
+
+def runner_config(runner: Any) -> dict | None:
+    """The run's config (``Runner(cfg=...)``) as a dict, or None."""
+    cfg = getattr(runner, "run_config", None)
+    return cfg if isinstance(cfg, dict) else None
 
 
 def _write_optimizer(folder: Path, state: dict) -> None:
@@ -285,6 +294,7 @@ def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
         "accumulative_counts": getattr(first, "accumulative_counts", None),
         "mixed_precision": str(acc.mixed_precision),
         "torch": torch.__version__,
+        "settings": run_settings(runner),  # a resumed run reports what it changed
     }
 
 

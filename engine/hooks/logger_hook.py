@@ -33,7 +33,7 @@ class LoggerHook(Hook):
     ``Epoch(train) [3][ 40/100]  lr: 1.0000e-02  eta: 0:01:23  time: 0.0123  data_time: 0.0011
     memory: 123  loss: 0.5123  grad_norm: 1.2300`` (``Iter(train) [ 40/1000]`` when training
     by iterations; ``memory``, the peak allocated MiB, only on CUDA), one JSON object appended
-    to ``<work_dir>/scalars.jsonl`` and the same scalars sent to Accelerate's trackers. Each
+    to ``scalars.jsonl`` in the run folder (``runner.log_dir``) and the same scalars sent to Accelerate's trackers. Each
     key is averaged over the iterations of the window that returned it (``grad_norm`` only
     over updates). Validation and test metrics are logged and written the same way.
 
@@ -255,10 +255,11 @@ class LoggerHook(Hook):
                 logger.info(line)
         else:
             logger.info(line)
-        work_dir = getattr(runner, "work_dir", None)
-        if work_dir is not None and {".jsonl", ".json"} & set(self.out_suffix):
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
-            with open(Path(work_dir) / "scalars.jsonl", "a") as f:  # closing flushes each record
+        # The run's own folder (work_dir/<timestamp>/), or work_dir for a runner without one.
+        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
+        if folder is not None and {".jsonl", ".json"} & set(self.out_suffix):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with open(Path(folder) / "scalars.jsonl", "a") as f:  # closing flushes each record
                 f.write(json.dumps(record, default=str) + "\n")
         accelerator = getattr(runner, "accelerator", None)
         if accelerator is not None and accelerator.trackers:

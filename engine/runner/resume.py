@@ -30,6 +30,7 @@ from engine.checkpoint.io import (
     torch_load_weights_only,
 )
 from engine.checkpoint.model_weights import load_state_into, load_weights
+from engine.checkpoint.run_settings import changed_settings, run_settings
 from engine.checkpoint.save import (
     clean_partial_saves,
     loader_length,
@@ -113,6 +114,7 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
     _clean_work_dir(runner)
     folder = checkpoint_folder(checkpoint, "resume")
     checkpoint = read_engine_state(folder)
+    asked = run_settings(runner)  # before the optimizer state replaces the lr
     if not checkpoint["meta"].get("resumable", False):
         raise CheckpointError(
             f"{folder} holds weights only (a best checkpoint); resume needs a periodic one "
@@ -142,6 +144,8 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
         "Resumed from %s: epoch %d, iter %d, batch %d of the epoch",
         folder, s.epoch, s.iter, s.inner_iter,
     )  # fmt: skip
+    for line in changed_settings(checkpoint["meta"].get("settings", {}), asked):
+        logger.info("Resumed with a changed setting: %s", line)
     return folder
 
 

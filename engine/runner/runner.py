@@ -8,6 +8,7 @@ and what Accelerate prepares are set up by `engine.runner.accelerate_setup`, the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -43,11 +44,15 @@ from engine.runner.accelerate_setup import (
 )
 from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
 from engine.runner.build_objects import build_model, check_model_arg
+from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.log_setup import setup_logging
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
+from engine.runner.run_folder import config_dict, new_run_folder, write_config
 from engine.runner.runner_attributes import RunnerAttributes
 from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
+from engine.runner.summary import summary_lines
+from engine.runner.trackers import check_trackers_installed, flat_hparams
 from engine.runner.train_state import TrainState, updates_done
 
 logger = logging.getLogger("engine")
@@ -117,7 +122,7 @@ class Runner(RunnerAttributes):
         visualizer: Any = None,
         default_scope: str | None = None,
         experiment_name: str | None = None,
-        cfg: dict | None = None,
+        cfg: Any = None,
     ) -> None:
         if model_wrapper_cfg is not None:  # MMEngine's name for model_wrapper
             if model_wrapper is not None:
@@ -131,19 +136,39 @@ class Runner(RunnerAttributes):
                 f"work_dir {str(work_dir)!r} is a file; expected a directory (created if missing)"
             )
         randomness = check_randomness(randomness)
+        check_trackers_installed(log_with)
+        # The run's settings as a dict: config.json, trackers, exports (and MMEngine's runner.cfg)
+        self.run_config = config_dict(cfg)
         precision = mixed_precision or amp_precision(optim_wrapper)
         self.accelerator = accelerator or make_accelerator(
             precision, self.work_dir, randomness["seed"], log_with, **accelerator_kwargs(env_cfg)
         )
-        setup_logging(self.accelerator, self.work_dir)
-        warn_if_fp16_on_cpu(self.accelerator)
         if self.work_dir is not None and self.accelerator.is_main_process:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+        # This run's log, scalars, config and pictures; checkpoints stay in work_dir.
+        self.log_dir = None
+        if self.work_dir is not None:
+            self.log_dir = new_run_folder(self.work_dir, self.accelerator.is_main_process)
+            if accelerator is None:  # trackers write into the run folder too
+                project = self.accelerator.project_configuration
+                project.project_dir = project.logging_dir = str(self.log_dir)
+        setup_logging(self.accelerator, self.log_dir)
+        warn_if_fp16_on_cpu(self.accelerator)
+        if self.log_dir is not None and self.run_config and self.accelerator.is_main_process:
+            write_config(self.log_dir, self.run_config)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", self.accelerator.num_processes)))
         apply_randomness(self.accelerator, randomness)
         self.randomness = randomness
+        log_dir = self.log_dir
         self._init_mmengine_view(
-            experiment_name, cfg, log_level, visualizer, default_scope, log_processor
+            experiment_name,
+            self.run_config if dataclasses.is_dataclass(cfg) else cfg,
+            log_level,
+            visualizer,
+            default_scope,
+            log_processor,
         )
+        self.log_dir = log_dir  # the run folder, work_dir/<timestamp>/, as MMEngine's
         unused_arguments(log_processor=log_processor, default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)
@@ -205,6 +230,7 @@ class Runner(RunnerAttributes):
         self.launcher = launcher
         self._log_with = log_with
         self.last_metrics: dict = {}
+        self.resumed_from: Path | None = None
         self._build_loop_objects()
 
     def _updates_per_epoch(self) -> Any:
@@ -246,9 +272,8 @@ class Runner(RunnerAttributes):
         if self._log_with is not None and not self.accelerator.trackers:
             # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
             name = self.work_dir.name if self.work_dir is not None else "engine"
-            self.accelerator.init_trackers(
-                name, config={k: v for k, v in self.train_cfg.items() if not isinstance(v, list)}
-            )
+            source = self.run_config if self.run_config is not None else self.train_cfg
+            self.accelerator.init_trackers(name, config=flat_hparams(source))
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends.
@@ -256,6 +281,9 @@ class Runner(RunnerAttributes):
             if self._loaded != "all":
                 init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
+            if self.accelerator.is_main_process:
+                for line in summary_lines(self, self.resumed_from):
+                    logger.info(line)
             train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
             self.state = train(self, self.state)
         self.hooks.call("after_run", self)
@@ -290,7 +318,7 @@ class Runner(RunnerAttributes):
             if weights_only:
                 load_eval_weights(self, self.resume_from, self.load_from)
             else:
-                load_checkpoint(self, self.resume_from, self.load_from)
+                self.resumed_from = load_checkpoint(self, self.resume_from, self.load_from)
         self._loaded = "weights" if weights_only else "all"
 
     def _default_checkpoint_hook(self) -> Any:
