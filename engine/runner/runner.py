@@ -27,6 +27,7 @@ from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
 from engine.optim.scheduler.apply import epoch_end_updates
+from engine.plot import plot_curves, plotting_available
 from engine.runner import loops
 from engine.runner.accelerate_setup import (
     apply_randomness,
@@ -287,6 +288,7 @@ class Runner(RunnerAttributes):
             train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
             self.state = train(self, self.state)
         self.hooks.call("after_run", self)
+        self._plot_curves()
         for tracker in self.accelerator.trackers:
             # Not accelerator.end_training(): that also destroys the process group, and
             # val()/test() may follow. Scripts end with end_training() (see recipes/).
@@ -320,6 +322,17 @@ class Runner(RunnerAttributes):
             else:
                 self.resumed_from = load_checkpoint(self, self.resume_from, self.load_from)
         self._loaded = "weights" if weights_only else "all"
+
+    def _plot_curves(self) -> None:
+        """curves.png in the run folder, when matplotlib is installed (the [plot] extra)."""
+        folder = self.log_dir
+        if folder is None or not self.accelerator.is_main_process or not plotting_available():
+            return
+        if (folder / "scalars.jsonl").is_file():
+            try:
+                logger.info("Training curves: %s", plot_curves(folder))
+            except (ValueError, OSError) as err:  # a picture must not fail a finished run
+                logger.warning("Could not draw the training curves: %s", err)
 
     def _default_checkpoint_hook(self) -> Any:
         """MMEngine's default: a checkpoint every epoch (by iterations: at the end)."""

@@ -59,9 +59,7 @@ def summary_lines(runner: Any, resumed_from: Any = None) -> list[str]:
         lines.append(f"run folder: {runner.log_dir} (checkpoints in {runner.work_dir})")
     state = runner.state
     if resumed_from is not None:
-        lines.append(
-            f"start: resumed from {resumed_from} at epoch {state.epoch}, iteration {state.iter}"
-        )
+        lines.append(f"start: resumed from {resumed_from}, at iteration {state.iter}")
     elif getattr(runner, "load_from", None) is not None:
         lines.append(f"start: weights from {runner.load_from}, counters at zero")
     else:
