@@ -91,7 +91,9 @@ class Predict:
             batch = {k: v[start : start + self.batch_size] for k, v in inputs.items()}
             for key, value in _tensors(model.predict(batch)).items():
                 parts.setdefault(key, []).append(value.cpu())
-        out = {k: torch.cat(v) for k, v in parts.items()}
+        out = {
+            k: torch.cat([t.reshape(1) if t.ndim == 0 else t for t in v]) for k, v in parts.items()
+        }
         Path(self.out).parent.mkdir(parents=True, exist_ok=True)
         save_file(out, self.out)
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items())
