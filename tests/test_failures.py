@@ -142,7 +142,10 @@ def test_checkpoint_joins_retention_and_a_due_save_is_not_repeated(tmp_path):
     assert (r.state.iter, saves, hook.kept) == (5, [3, 5], ["iter_3", "iter_5"])
     r.train()  # continues; at 9 the periodic save comes first and the signal's is skipped
     assert (r.state.iter, saves, hook.kept) == (9, [3, 5, 6, 9], ["iter_6", "iter_9"])
-    assert without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["iter_6", "iter_9"]
+    assert without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "iter_6",
+        "iter_9",
+    ]
 
 
 def test_second_signal_aborts_at_once(tmp_path):
