@@ -238,7 +238,10 @@ def test_val_and_test_metrics(tmp_path, lines):
     logged = tracker.records
     assert logged[0][1] == 5 and logged[0][0]["train/loss"] == 1.0
     assert "train/iter" not in logged[0][0]
-    assert logged[2] == ({"val/epoch": 1, "val/accuracy/top1": 97.5, "val/n": 3}, 1)
+    assert logged[2] == (
+        {"val/epoch": 1, "val/accuracy/top1": 97.5, "val/n": 3},
+        10,
+    )  # one step axis: the iteration
 
 
 def test_other_processes_write_nothing_but_still_check(tmp_path, monkeypatch):
