@@ -66,9 +66,12 @@ __all__ = ["Runner", "make_accelerator", "seed_worker"]
 class Runner(RunnerAttributes):
     """Compose a training run from MMEngine-style arguments.
 
-    Every argument may be a built object or MMEngine's dict form; see DESIGN.md for the
-    accepted forms. ``launcher`` is accepted for MMEngine configs: the process group
-    always comes from ``accelerate launch``.
+    Every argument may be a built object or MMEngine's dict form (the README's table "From
+    MMEngine to engine" lists the forms). ``launcher`` is accepted for MMEngine configs: the
+    process group always comes from ``accelerate launch``. ``cfg``: the run's config (a
+    dataclass or dict), written to ``<log_dir>/config.json``, given to trackers as
+    hyper-parameters and recorded in checkpoints and exports. Each run logs into its own
+    ``log_dir = work_dir/<timestamp>/``; checkpoints stay in ``work_dir``.
 
     Failures: ``nan_policy`` (``'stop'``, ``'skip'`` or ``'ignore'``) says what a
     non-finite loss does (`engine.hooks.nan_guard_hook`); SIGTERM/SIGINT during ``train()`` save a
