@@ -67,12 +67,16 @@ def test_two_runs_into_one_work_dir_get_separate_complete_run_folders(tmp_path):
         second.joinpath("run.log").read_text(),
     )
     assert "start: from scratch" in first_log and "Resumed" not in first_log
-    assert f"start: resumed from {tmp_path / 'epoch_1'}, at iteration 45" in second_log
+    # epoch 1 of 45 batches, re-planned for batches of 64: epoch 2 starts at iteration 23
+    assert f"start: resumed from {tmp_path / 'epoch_1'}, at iteration 23" in second_log
     changed = [
         line.split("setting: ", 1)[1]
         for line in second_log.splitlines()
         if "changed setting" in line
     ]
+    assert changed == ["batch_size: 32 in the checkpoint's run, 64 now; this run's value is used"]
+    assert "max_epochs was 1, this run's is 2; this run's wins" in second_log
+    assert "0.01 in this run's config; the checkpoint's wins" in second_log  # the lr
     assert changed == [
         "lr: 0.003 in the checkpoint's run, 0.01 now; the checkpoint's optimizer state keeps 0.003",
         "max_epochs: 1 in the checkpoint's run, 2 now; this run's value is used",

@@ -114,7 +114,7 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
     _clean_work_dir(runner)
     folder = checkpoint_folder(checkpoint, "resume")
     checkpoint = read_engine_state(folder)
-    asked = run_settings(runner)  # before the optimizer state replaces the lr
+    asked = run_settings(runner)  # batch size and processes, compared once resumed
     if not checkpoint["meta"].get("resumable", False):
         raise CheckpointError(
             f"{folder} holds weights only (a best checkpoint); resume needs a periodic one "
@@ -145,7 +145,7 @@ def resume_from(runner: Any, checkpoint: str | Path) -> Path:
         folder, s.epoch, s.iter, s.inner_iter,
     )  # fmt: skip
     for line in changed_settings(checkpoint["meta"].get("settings", {}), asked):
-        logger.info("Resumed with a changed setting: %s", line)
+        logger.warning("Resumed with a changed setting: %s", line)
     return folder
 
 
