@@ -224,7 +224,8 @@ def build_runner(cfg: Config) -> Runner:
         model_wrapper="separate",  # generator and discriminator each get their own DDP
         # Each member keeps its own accumulation window (the generator counts only the
         # iterations it trains on), and one left open at the end is applied then.
-        custom_hooks=[SampleGrid(cfg.sample_interval, cfg.noise_size)],
+        # The run config's hooks (--ema-momentum, --early-stopping-patience) come first.
+        custom_hooks=kwargs.pop("custom_hooks") + [SampleGrid(cfg.sample_interval, cfg.noise_size)],
         cfg=cfg,  # written to the run folder's config.json
         **kwargs,  # work_dir, train_cfg, seed, precision, logging, resume
     )

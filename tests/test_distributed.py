@@ -172,7 +172,7 @@ def test_gan_recipe_under_accelerate_launch_with_use_cpu(tmp_path):
     args = [*_accelerate(), str(RECIPE), *_recipe_flags(tmp_path, 1)]
     proc = _launch(args, use_cpu_flag=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _check_png(tmp_path / "samples_epoch_1.png")
+    _check_png(run_file(tmp_path, "samples_epoch_1.png"))  # in the run folder
 
 
 def test_png_writer_round_trips_through_zlib():
