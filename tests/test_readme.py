@@ -1,6 +1,6 @@
 """The README as a new user reads it on a fresh clone: its links lead to files, its Python
-blocks run as written (in a folder beside the recipes, after the `make train` and
-`engine export` that the README runs before them)."""
+programs run as written (in a folder beside the recipes, after the `make train` and
+`engine export` that the README runs before them), and its fragments parse."""
 
 import os
 import re
@@ -41,8 +41,17 @@ def test_python_blocks_run_as_written(tmp_path):
     # What `make train` and `engine export` leave behind, shortened to one epoch.
     run([sys.executable, "recipes/train.py", "--max-epochs", "1"])
     run([sys.executable, "-m", "engine", "export", "work_dirs/digits", "digits.safetensors"])
-    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    sections = re.split(r"^## ", README, flags=re.M)
+    runnable = ("The migration guide", "Predicting", "Your own data", "In a notebook")
+    blocks = [
+        block
+        for section in sections
+        if section.startswith(runnable)
+        for block in re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    ]
     assert len(blocks) == 4
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
+        compile(block, "README.md", "exec")  # the others (fragments) at least parse
     outputs = []
     for i, block in enumerate(blocks):
         path = tmp_path / f"block_{i}.py"
