@@ -211,7 +211,7 @@ class OptimWrapper:
 
     def _plain_gradients(self) -> bool:
         """Whether the gradients are whole and unscaled here: not fp16's scaled ones, not
-        sharded (FSDP, DeepSpeed), not XLA's lazy tensors. Decided once."""
+        sharded (FSDP, FSDP2's DTensors, DeepSpeed), not XLA's lazy tensors. Decided once."""
         plain = getattr(self, "_plain", None)
         if plain is None:
             acc = self.accelerator
@@ -220,6 +220,8 @@ class OptimWrapper:
                 str(getattr(acc, "mixed_precision", "no")) != "fp16"
                 and kind not in ("FSDP", "DEEPSPEED", "XLA")
             )
+            params = (p for group in self.param_groups for p in group["params"])
+            plain = plain and not any(type(p).__name__ == "DTensor" for p in params)
             self._plain = plain
         return plain
 
