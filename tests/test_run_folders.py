@@ -78,6 +78,16 @@ def test_two_runs_into_one_work_dir_get_separate_complete_run_folders(tmp_path):
     assert "max_epochs was 1, this run's is 2; this run's wins" in second_log
     assert "0.01 in this run's config; the checkpoint's wins" in second_log  # the lr
 
+    # --eval-only scores work_dir's latest checkpoint as the run that wrote it did
+    (last_val,) = [
+        json.loads(x)
+        for x in second.joinpath("scalars.jsonl").read_text().splitlines()
+        if json.loads(x)["mode"] == "val" and json.loads(x)["epoch"] == 2
+    ]
+    out = recipe("--eval-only", "--work-dir", wd).stdout
+    assert f"validation accuracy: {last_val['accuracy/top1']:.2f}%" in out
+    assert "final validation accuracy" not in out and len(run_folders(tmp_path)) == 3
+
 
 def test_ctrl_c_exits_130_with_a_line_saying_how_to_resume(tmp_path):
     args = [sys.executable, str(TRAIN), "--max-epochs", "50", "--work-dir", str(tmp_path)]
