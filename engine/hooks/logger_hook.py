@@ -224,7 +224,10 @@ class LoggerHook(Hook):
     def after_run(self, runner) -> None:
         work_dir = getattr(runner, "work_dir", None)
         if self.out_dir is not None and work_dir is not None and _is_main(runner):
-            target = copy_logs(work_dir, self.out_dir, self.out_suffix, self.keep_local)
+            # The run folder's files, to <out_dir>/<work_dir name>/<run folder name>/
+            source = getattr(runner, "log_dir", None) or work_dir
+            out = self.out_dir if source == work_dir else Path(self.out_dir) / Path(work_dir).name
+            target = copy_logs(source, out, self.out_suffix, self.keep_local)
             logger.info("LoggerHook: copied the logs to %s", target)
 
     # -- evaluation -------------------------------------------------------------
