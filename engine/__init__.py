@@ -1,6 +1,6 @@
 """engine: MMEngine-style models and optimisation on Hugging Face Accelerate."""
 
-from engine.checkpoint import CheckpointError, export_weights, save_checkpoint
+from engine.checkpoint import CheckpointError, export_weights, load_exported, save_checkpoint
 from engine.evaluator import Accuracy, BaseMetric, Evaluator
 from engine.hooks import (
     CheckpointHook,
@@ -86,6 +86,7 @@ __all__ = [
     "build_optim_wrapper",
     "evaluate",
     "export_weights",
+    "load_exported",
     "run_loop",
     "save_checkpoint",
     "train_epochs",

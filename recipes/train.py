@@ -3,6 +3,8 @@
 One process:         python recipes/train.py --max-epochs 5 --lr 3e-3
 Several processes:   accelerate launch --multi_gpu --num_processes 2 recipes/train.py
 CPU-only machines:   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 recipes/train.py
+A smoke test:        python recipes/train.py --smoke 3
+Evaluate only:       python recipes/train.py --eval-only --load-from digits.safetensors
 All flags:           python recipes/train.py --help
 
 Copy this file to start a new recipe: the config dataclass, the build_* functions and
@@ -11,11 +13,8 @@ main() are all there is.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import io
-import json
-import os
+import shlex
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +22,14 @@ from pathlib import Path
 import datasets
 import torch
 import torch.nn.functional as F
-import tyro
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch import nn
 
-from engine import Accuracy, BaseModel, ImgDataPreprocessor, Runner
-from engine.checkpoint.disk_errors import write_file
+from engine import Accuracy, BaseModel, ImgDataPreprocessor, Runner, SignalHook
+from engine.checkpoint import find_latest_checkpoint
 from engine.config import OptimConfig, RunConfig
+from engine.config_cli import parse_config
 
 DATA = Path(__file__).parent / "data" / "digits.parquet"  # next to the recipe, whatever the cwd
 
@@ -43,7 +42,9 @@ class Config:
     """
 
     run: RunConfig = field(
-        default_factory=lambda: RunConfig(work_dir="work_dirs/digits", max_epochs=5)
+        default_factory=lambda: RunConfig(
+            work_dir="work_dirs/digits", max_epochs=5, monitor="accuracy/top1"
+        )
     )
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
@@ -59,7 +60,9 @@ class Config:
     width: int = 32
     """Channels of the first conv layer; the next two have twice as many."""
     cpu_threads: int | None = 1
-    """Threads per process for torch's CPU ops; None: torch's default (one per core)."""
+    """Threads per process for torch's CPU ops; None: the Runner's default (the cores shared among the processes)."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process; 0 loads in the main process (enough for 8x8 images)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -70,6 +73,8 @@ class Config:
             raise ValueError(f"width must be >= 1, got {self.width}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"cpu_threads must be >= 1 or None, got {self.cpu_threads}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 
 def build_datasets(cfg: Config) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -124,43 +129,68 @@ def build_runner(cfg: Config) -> Runner:
     train_set, val_set = build_datasets(cfg)
     if cfg.run.seed is not None:
         set_seed(cfg.run.seed)  # the model's initial weights are drawn before the Runner seeds
+    kwargs = cfg.run.runner_kwargs()  # work_dir, train_cfg, seed, precision, hooks, resume
+    if cfg.run.eval_only and kwargs["load_from"] is None:
+        latest = find_latest_checkpoint(Path(cfg.run.work_dir))
+        if latest is None:
+            raise SystemExit(
+                f"error: --eval-only: no --load-from and no checkpoint in {cfg.run.work_dir}"
+            )
+        kwargs["load_from"] = str(latest)
+    loader = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     return Runner(
         model=DigitsCNN(cfg.width),
         # Dicts of DataLoader arguments: the Runner builds the loaders and lets Accelerate
         # shard them across processes, with a seeded (and so resumable) shuffle.
-        train_dataloader=dict(dataset=train_set, batch_size=cfg.batch_size, shuffle=True),
-        val_dataloader=dict(dataset=val_set, batch_size=cfg.batch_size),
+        train_dataloader=dict(
+            dataset=cfg.run.limit(train_set, cfg.batch_size), shuffle=True, **loader
+        ),
+        val_dataloader=dict(dataset=cfg.run.limit(val_set, cfg.batch_size), **loader),
         val_evaluator=Accuracy(topk=(1,)),
         optim_wrapper=cfg.optim.to_mmengine(),
         param_scheduler=cfg.optim.param_scheduler(),
-        **cfg.run.runner_kwargs(),  # work_dir, train_cfg, seed, precision, logging, resume
+        cfg=cfg,  # written to the run folder's config.json, sent to trackers, kept in exports
+        **kwargs,
     )
 
 
 def main(cfg: Config) -> dict:
-    """Train, validate, and return the last validation metrics."""
+    """Train (or only evaluate), and return the last validation metrics."""
     if cfg.cpu_threads is not None:
         # On 8x8 images an op is too small to split: more threads only add synchronisation,
         # which turns into busy-waiting when the cores are shared. (torchrun sets 1 too.)
         torch.set_num_threads(cfg.cpu_threads)
     runner = build_runner(cfg)
-    if runner.accelerator.is_main_process:  # one writer, even under accelerate launch
-        path = Path(cfg.run.work_dir) / "config.json"
-        write_file(path, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", "writing the config")
+    main_process = runner.accelerator.is_main_process
+    if cfg.run.eval_only:
+        metrics = runner.val()  # the weights of load_from; a test split would go to runner.test()
+        if main_process:
+            print(f"validation accuracy: {metrics['accuracy/top1']:.2f}%")
+        return metrics
     metrics = runner.train()
-    if runner.accelerator.is_main_process:
+    stopped_by = runner.hooks.get(SignalHook)
+    if stopped_by is not None and stopped_by.received is not None:
+        # Ctrl-C (or SIGTERM) saved a checkpoint at the end of the accumulation window.
+        if main_process:
+            again = sys.argv + ([] if "--resume" in sys.argv else ["--resume"])
+            name = signal.Signals(stopped_by.received).name
+            print(f"stopped by {name} at iteration {runner.iter}; continue with: "
+                  f"python {shlex.join(again)}")  # fmt: skip
+        end_processes()
+        raise SystemExit(128 + stopped_by.received)  # the shell's convention: 130 for Ctrl-C
+    if main_process:
         print(f"final validation accuracy: {metrics['accuracy/top1']:.2f}%")
     return metrics
 
 
-if __name__ == "__main__":
-    # Flags are flat (--lr, not --optim.lr). Under accelerate launch every process parses
-    # them; only the first prints --help or an error. (tyro prints __post_init__ errors
-    # even with console_outputs=False, hence the redirect of the other processes' stderr.)
-    first = int(os.environ.get("RANK", 0)) == 0
-    with contextlib.redirect_stderr(sys.stderr if first else io.StringIO()):
-        cfg = tyro.cli(Config, config=(tyro.conf.OmitArgPrefixes,), console_outputs=first)
-    main(cfg)
+def end_processes() -> None:
     # Meet, then close the process group: gloo can otherwise abort a process at exit.
     PartialState().wait_for_everyone()
     PartialState().destroy_process_group()
+
+
+if __name__ == "__main__":
+    # Flags are flat (--lr, not --optim.lr), grouped in --help; --config FILE takes the
+    # defaults from a saved config.json. Under accelerate launch only rank 0 prints.
+    main(parse_config(Config))
+    end_processes()

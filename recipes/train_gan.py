@@ -7,18 +7,12 @@ All flags:           python recipes/train_gan.py --help
 
 MMEngine's GAN pattern: the model's own train_step updates the discriminator and the
 generator in turn through an OptimWrapperDict, and model_wrapper='separate' gives each of
-them its own DDP. A grid of generated digits is written to work_dir every few epochs.
+them its own DDP. A grid of generated digits is written to the run folder (work_dir/<timestamp>/) every few epochs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import io
-import json
-import os
 import struct
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +20,6 @@ from pathlib import Path
 import datasets
 import torch
 import torch.nn.functional as F
-import tyro
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from torch import nn
@@ -34,6 +27,7 @@ from torch import nn
 from engine import BaseModel, Hook, ImgDataPreprocessor, Runner
 from engine.checkpoint.disk_errors import write_file
 from engine.config import RunConfig
+from engine.config_cli import parse_config
 from engine.model.wrappers import unwrap
 
 DATA = Path(__file__).parent / "data" / "digits.parquet"  # next to the recipe, whatever the cwd
@@ -59,7 +53,7 @@ class Config:
     accumulative_counts: int = 1
     """Micro-batches per update of each network (the generator counts only its own steps)."""
     sample_interval: int = 10
-    """Write samples_epoch_<n>.png to work_dir every this many epochs, and after the last."""
+    """Write samples_epoch_<n>.png to the run folder every this many epochs, and after the last."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "noise_size", "width", "disc_steps", "sample_interval"):
@@ -184,7 +178,7 @@ def image_grid(images: torch.Tensor, per_row: int = 8, scale: int = 4) -> torch.
 
 
 class SampleGrid(Hook):
-    """Writes samples_epoch_<n>.png to work_dir every `interval` epochs and after the last.
+    """Writes samples_epoch_<n>.png to the run folder every `interval` epochs and after the last.
 
     The noise is fixed for the whole run, so consecutive grids show the same digits improve.
     """
@@ -198,7 +192,7 @@ class SampleGrid(Hook):
         epoch = runner.epoch + 1  # the loop advances the count after this event
         if not (epoch % self.interval == 0 or epoch == runner.max_epochs):
             return
-        if not runner.accelerator.is_main_process or runner.work_dir is None:
+        if not runner.accelerator.is_main_process or runner.log_dir is None:
             return
         # The plain module, not its DDP wrapper: one process generating alone must not
         # enter a collective (DDP's forward may sync buffers).
@@ -208,7 +202,7 @@ class SampleGrid(Hook):
         with torch.no_grad():
             images = generator(self.noise.to(runner.accelerator.device))
         generator.train(was_training)
-        path = Path(runner.work_dir) / f"samples_epoch_{epoch}.png"
+        path = Path(runner.log_dir) / f"samples_epoch_{epoch}.png"
         try:  # a full disk costs the picture, not the run
             write_file(path, png_bytes(image_grid(images.cpu())), "writing a sample grid")
         except OSError as err:  # (images.cpu() above: a host sync, once per grid)
@@ -235,7 +229,9 @@ def build_runner(cfg: Config) -> Runner:
         model_wrapper="separate",  # generator and discriminator each get their own DDP
         # Each member keeps its own accumulation window (the generator counts only the
         # iterations it trains on), and one left open at the end is applied then.
-        custom_hooks=[SampleGrid(cfg.sample_interval, cfg.noise_size)],
+        # The run config's hooks (--ema-momentum, --early-stopping-patience) come first.
+        custom_hooks=kwargs.pop("custom_hooks") + [SampleGrid(cfg.sample_interval, cfg.noise_size)],
+        cfg=cfg,  # written to the run folder's config.json
         **kwargs,  # work_dir, train_cfg, seed, precision, logging, resume
     )
 
@@ -243,9 +239,6 @@ def build_runner(cfg: Config) -> Runner:
 def main(cfg: Config) -> list[Path]:
     """Train; returns the sample grids written (on the main process; [] elsewhere)."""
     runner = build_runner(cfg)
-    if runner.accelerator.is_main_process:  # one writer, even under accelerate launch
-        path = Path(cfg.run.work_dir) / "config.json"
-        write_file(path, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", "writing the config")
     runner.train()
     grids = runner.hooks.get(SampleGrid).written
     if grids:
@@ -254,12 +247,9 @@ def main(cfg: Config) -> list[Path]:
 
 
 if __name__ == "__main__":
-    # Flags are flat (--lr, not --run.lr); only the first process prints --help or errors
-    # (tyro prints __post_init__ errors even with console_outputs=False, hence the redirect).
-    first = int(os.environ.get("RANK", 0)) == 0
-    with contextlib.redirect_stderr(sys.stderr if first else io.StringIO()):
-        cfg = tyro.cli(Config, config=(tyro.conf.OmitArgPrefixes,), console_outputs=first)
-    main(cfg)
+    # Flags are flat (--lr, not --run.lr), grouped in --help; --config FILE takes the
+    # defaults from a saved config.json. Under accelerate launch only rank 0 prints.
+    main(parse_config(Config))
     # Meet, then close the process group: gloo can otherwise abort a process at exit.
     PartialState().wait_for_everyone()
     PartialState().destroy_process_group()

@@ -56,7 +56,7 @@ class Config:
     """Byte-level language model: every setting of the run, each a flag."""
 
     work_dir: str = "work_dirs/lm"
-    """Directory for run.log, scalars.jsonl and checkpoints."""
+    """Directory for checkpoints; each run writes run.log and scalars.jsonl into its own work_dir/<timestamp>/."""
     model: Literal["tiny", "small", "medium", "gpt2-small"] = "small"
     """Model size preset (layers, width, heads in PRESETS)."""
     seq_len: int = 128

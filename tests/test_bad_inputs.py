@@ -24,6 +24,7 @@ import engine.checkpoint.save
 from engine import BaseModel, CheckpointError, CheckpointHook, Runner
 from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint
+from run_files import is_run_folder
 
 
 class Linear(BaseModel):
@@ -264,13 +265,14 @@ def work_dir(finished_run, tmp_path) -> Path:
 
 
 def snapshot(work_dir: Path) -> dict[str, str]:
-    """Every entry under `work_dir`: a file's sha256, or 'dir'. run.log grows by design."""
+    """Every entry under `work_dir`: a file's sha256, or 'dir'. Each Runner opens a run folder
+    for its log by design; the checkpoints must not change."""
     return {
         str(p.relative_to(work_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
         if p.is_file()
         else "dir"
         for p in work_dir.rglob("*")
-        if p.name != "run.log"
+        if not is_run_folder(p.relative_to(work_dir).parts[0])
     }
 
 

@@ -13,6 +13,7 @@ from engine.__main__ import main as cli
 from engine.checkpoint.io import decode, encode, load_tensors, save_tensors
 from engine.checkpoint.save import export_weights, find_latest_checkpoint, read_engine_state
 from engine.hooks.checkpoint_hook import best_name, infer_rule
+from run_files import without_run_folders
 
 
 class Classifier(BaseModel):
@@ -50,7 +51,10 @@ def make_runner(work_dir, model=None, checkpoint=None, **kwargs):
 def test_layout_of_a_checkpoint_folder(tmp_path):
     make_runner(tmp_path).train()
     assert (tmp_path / "last_checkpoint").read_text().strip() == "epoch_2"
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["epoch_1", "epoch_2"]
+    assert without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "epoch_1",
+        "epoch_2",
+    ]
     folder = tmp_path / "epoch_2"
     files = {"model.safetensors", "optimizer.pt", "engine_state.json", "rng_state_0.json"}
     files.add("manifest.json")  # written last: the size and sha256 of each other file
@@ -168,13 +172,13 @@ def best_epoch(work_dir):
 def test_retention_and_best_over_11_epochs_with_a_resume_in_the_middle(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         eleven_epochs(tmp_path, crash_at=6).train()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+    assert without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
         "best_accuracy_top1", "epoch_4", "epoch_5", "epoch_6"
     ]  # fmt: skip
     assert best_epoch(tmp_path) == 4  # 80 at epoch 4; the second 80 (epoch 5) does not beat it
     runner = eleven_epochs(tmp_path, resume=True)
     runner.train()
-    dirs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    dirs = without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert dirs == ["best_accuracy_top1", "epoch_10", "epoch_11", "epoch_9"]
     assert best_epoch(tmp_path) == 7 and runner.state.best_scores == {"accuracy/top1": 90}
     best = tmp_path / "best_accuracy_top1"
@@ -340,7 +344,10 @@ def test_leftovers_of_interrupted_saves_are_cleaned_on_resume(tmp_path, engine_l
     shutil.copytree(tmp_path / "epoch_2", tmp_path / ".tmp_epoch_2")
     (tmp_path / "epoch_2").rename(tmp_path / ".old_epoch_2")  # crashed between two renames
     make_runner(tmp_path, resume=True).train()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["epoch_1", "epoch_2"]
+    assert without_run_folders(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "epoch_1",
+        "epoch_2",
+    ]
     assert any(f"Resumed from {tmp_path / 'epoch_2'}:" in m for m in engine_log)  # put back
 
 

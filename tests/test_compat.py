@@ -24,6 +24,7 @@ from engine.compat import (
     lr_config_to_schedules,
 )
 from engine.hooks.logger_hook import LoggerHook
+from run_files import run_file
 
 
 # -- the seed's example, as the migration guide writes it (imports aside) --------------
@@ -111,7 +112,7 @@ def test_the_seeds_mmcv_example_equals_the_basemodel_path(tmp_path, grad_clip):
     # Same keys (the adapter adds none), same weights; and they moved.
     assert model.state_dict().keys() == rewritten.state_dict().keys()
     # MMCV's log_vars (floats) are logged like any engine run's scalars, every 10 iterations.
-    lines = (tmp_path / "mmcv" / "scalars.jsonl").read_text().splitlines()
+    lines = run_file(tmp_path / "mmcv", "scalars.jsonl").read_text().splitlines()
     logged = [json.loads(line) for line in lines]
     assert len(logged) == 10 and {"loss", "loss1", "loss2", "lr"} <= set(logged[0])
     for key, value in model.state_dict().items():

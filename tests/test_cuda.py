@@ -28,6 +28,7 @@ from torch._dynamo.utils import counters
 
 from engine import BaseModel, OptimWrapper, Runner
 from engine.runner.prefetch import prefetch_to_device
+from run_files import run_file
 
 HAS_CUDA = torch.cuda.is_available()
 CUDA = pytest.param(
@@ -252,7 +253,7 @@ def test_lm_recipe_trains_in_bf16_on_the_gpu(tmp_path):
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "lm" / "scalars.jsonl").open()]
+    rows = [json.loads(line) for line in run_file(tmp_path / "lm", "scalars.jsonl").open()]
     losses = [r["loss"] for r in rows if r["mode"] == "train"]
     assert losses[-1] < losses[0] - 0.5, losses  # from ln(256) = 5.5 at the start
     ppl = [r["val/perplexity"] for r in rows if r["mode"] == "val"]

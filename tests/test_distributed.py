@@ -32,6 +32,7 @@ from engine import BaseModel
 from engine.model.base_model import attach_wrapper, wrapper_of
 from engine.model.wrappers import distributed_wrappers, unwrap, wrap_model
 from engine.runner.runner import seed_worker
+from run_files import run_file
 
 TESTS = Path(__file__).parent
 SCRIPT = TESTS / "dist_train_script.py"
@@ -164,14 +165,14 @@ def test_gan_recipe_trains_and_writes_sample_grids(tmp_path):
     assert [p.name for p in grids] == ["samples_epoch_1.png", "samples_epoch_2.png"]
     for path in grids:
         _check_png(path)
-    assert "loss_gen" in (tmp_path / "scalars.jsonl").read_text()
+    assert "loss_gen" in run_file(tmp_path, "scalars.jsonl").read_text()
 
 
 def test_gan_recipe_under_accelerate_launch_with_use_cpu(tmp_path):
     args = [*_accelerate(), str(RECIPE), *_recipe_flags(tmp_path, 1)]
     proc = _launch(args, use_cpu_flag=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _check_png(tmp_path / "samples_epoch_1.png")
+    _check_png(run_file(tmp_path, "samples_epoch_1.png"))  # in the run folder
 
 
 def test_png_writer_round_trips_through_zlib():

@@ -22,6 +22,7 @@ from engine.evaluator import (
     IoUMetric,
     get_metric_value,
 )
+from run_files import run_file
 
 
 class Element:
@@ -231,7 +232,9 @@ def test_validation_loss_is_logged_when_val_step_returns_losses(tmp_path):
     assert metrics["loss_mse"] == pytest.approx(mse) and metrics["aux"] == pytest.approx(mae)
     assert metrics["val_loss"] == pytest.approx(mse)  # only names containing 'loss' are summed
     assert metrics["toy/size"] == 6  # the metric never saw the loss element
-    records = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in run_file(tmp_path, "scalars.jsonl").read_text().splitlines()
+    ]
     val = [r for r in records if r["mode"] == "val"]
     assert val and val[-1]["val_loss"] == pytest.approx(mse)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from run_files import run_file
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "train_lm.py"
 TINY = ["--model", "tiny", "--seq-len", "32", "--batch-size", "8", "--max-iters", "40",
@@ -44,7 +46,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_tiny_preset_trains_reports_a_finite_perplexity_and_prints_a_sample(tmp_path):
     proc = _run([*TINY, "--work-dir", str(tmp_path / "lm")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "lm" / "scalars.jsonl").open()]
+    rows = [json.loads(line) for line in run_file(tmp_path / "lm", "scalars.jsonl").open()]
     losses = [r["loss"] for r in rows if r["mode"] == "train"]
     assert len(losses) == 4
     # from ln(256) = 5.55 (uniform bytes) to well under it in 40 iterations

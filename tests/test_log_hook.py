@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from engine import BaseMetric, BaseModel, Hook, Runner
 from engine.hooks.logger_hook import LoggerHook
+from run_files import run_file
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_window_means_in_line_and_jsonl(tmp_path, lines):
     assert second.startswith("Epoch(train) [1][10/10]")
     assert second.endswith("loss: 3.5000  loss_cls: 1.7500  grad_norm: 14.0000")  # of 6, 8
     assert "memory" not in first  # CPU
-    records = read_jsonl(tmp_path / "scalars.jsonl")
+    records = read_jsonl(run_file(tmp_path, "scalars.jsonl"))
     assert [(r["mode"], r["epoch"], r["iter"], r["step"]) for r in records] == [
         ("train", 1, 5, 5),
         ("train", 1, 10, 10),
@@ -193,7 +194,7 @@ def test_nonfinite_keys_flag_only_their_window(tmp_path):
 
     run(outputs_at, hook, tmp_path, 15, custom_hooks=[Record()], nan_policy="ignore")
     assert (seen[5], seen[10], seen[15]) == ([], ["loss", "grad_norm"], [])
-    assert math.isnan(read_jsonl(tmp_path / "scalars.jsonl")[1]["loss"])
+    assert math.isnan(read_jsonl(run_file(tmp_path, "scalars.jsonl"))[1]["loss"])
 
 
 class ListTracker(GeneralTracker):
@@ -232,13 +233,16 @@ def test_val_and_test_metrics(tmp_path, lines):
         "Epoch(val) [1][3/3]  accuracy/top1: 97.5000  n: 3",
         "Epoch(test) [3/3]  accuracy/top1: 90.0000",
     ]
-    val, test = read_jsonl(tmp_path / "scalars.jsonl")[-2:]
+    val, test = read_jsonl(run_file(tmp_path, "scalars.jsonl"))[-2:]
     assert val == {"mode": "val", "epoch": 1, "iter": 10, "step": 10, "accuracy/top1": 97.5, "n": 3}
     assert test["mode"] == "test" and test["accuracy/top1"] == 90.0
     logged = tracker.records
     assert logged[0][1] == 5 and logged[0][0]["train/loss"] == 1.0
     assert "train/iter" not in logged[0][0]
-    assert logged[2] == ({"val/epoch": 1, "val/accuracy/top1": 97.5, "val/n": 3}, 1)
+    assert logged[2] == (
+        {"val/epoch": 1, "val/accuracy/top1": 97.5, "val/n": 3},
+        10,
+    )  # one step axis: the iteration
 
 
 def test_other_processes_write_nothing_but_still_check(tmp_path, monkeypatch):
@@ -254,7 +258,7 @@ def test_other_processes_write_nothing_but_still_check(tmp_path, monkeypatch):
     finally:
         logging.getLogger("engine").removeHandler(handler)
     assert not any(r.getMessage().startswith("Epoch(") for r in records)
-    assert not (tmp_path / "run" / "scalars.jsonl").exists()
+    assert not list((tmp_path / "run").rglob("scalars.jsonl"))
     assert hook.nonfinite_keys == ["loss"]  # every process checks its window
 
 
@@ -277,7 +281,8 @@ def test_out_dir_copies_the_logs_and_exp_name_interval(tmp_path, caplog):
     hook = LoggerHook(interval=5, out_dir=str(out_dir), keep_local=False, interval_exp_name=4)
     with caplog.at_level(logging.INFO, logger="engine"):
         run(losses, hook, work_dir, experiment_name="exp-a")
-    copied = json.loads((out_dir / "exp" / "scalars.jsonl").read_text().splitlines()[-1])
+    (copy,) = (out_dir / "exp").glob("*/scalars.jsonl")  # the run folder's, under its name
+    copied = json.loads(copy.read_text().splitlines()[-1])
     assert copied["iter"] == 10 and copied["loss"] == 3.5
-    assert not (work_dir / "scalars.jsonl").exists()  # keep_local=False
+    assert not list(work_dir.rglob("scalars.jsonl"))  # keep_local=False
     assert sum("Exp name: exp-a" in r.getMessage() for r in caplog.records) == 2  # iters 4, 8

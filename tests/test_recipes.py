@@ -15,6 +15,7 @@ import pytest
 
 import engine.config
 from engine.config import OptimConfig, RunConfig
+from run_files import run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "recipes" / "train.py"
@@ -35,7 +36,7 @@ def run(args, cwd=ROOT, env=None, timeout=180):
 
 
 def records(work_dir, mode):
-    lines = (Path(work_dir) / "scalars.jsonl").read_text().splitlines()
+    lines = run_file(work_dir, "scalars.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["mode"] == mode]
 
 
@@ -60,7 +61,7 @@ def test_toy_recipe_trains_the_seed_model(tmp_path):
 def test_train_recipe_trains_writes_its_config_and_resumes_exactly(tmp_path):
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     out = run([sys.executable, str(TRAIN), "--max-epochs", "2", "--work-dir", str(full)])
-    config = json.loads((full / "config.json").read_text())
+    config = json.loads(run_file(full, "config.json").read_text())
     assert config["run"] == {**config["run"], "max_epochs": 2, "work_dir": str(full)}
     assert config["optim"]["optimizer"] == "AdamW" and config["batch_size"] == 32
     val = records(full, "val")
@@ -87,8 +88,11 @@ def test_train_recipe_help_lists_every_flag_with_its_docstring():
         **field_docstrings(TRAIN.read_text(), "Config"),
         **field_docstrings(config_source, "RunConfig"),
         **field_docstrings(config_source, "OptimConfig"),
+        **field_docstrings(config_source, "CheckpointConfig"),
+        **field_docstrings(config_source, "ExtrasConfig"),
     }
-    assert len(docs) == 5 + 8 + 7  # recipe + RunConfig + OptimConfig fields
+    assert len(docs) == 6 + 14 + 8 + 3 + 2  # recipe, RunConfig, OptimConfig and the groups
+    assert "--config FILE" in out and "--print-config" in out
     for name, doc in docs.items():
         assert f"--{name.replace('_', '-')}" in out, name
         assert " ".join(doc.split()) in out, name

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from engine import Accuracy, BaseModel, Hook, LoggerHook, Runner, run_loop
 from models import MMEngineToyModel, ParamModel
+from run_files import run_file
 
 
 def toy_dataset(n=50):
@@ -134,7 +135,9 @@ def test_validation_metrics_logging_and_val_test_entry_points(tmp_path):
     assert metrics["accuracy/top1"] >= 80.0
     assert runner.val()["accuracy/top1"] == metrics["accuracy/top1"]
     assert runner.test()["accuracy/top1"] == metrics["accuracy/top1"]
-    records = [json.loads(line) for line in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in run_file(tmp_path, "scalars.jsonl").read_text().splitlines()
+    ]
     assert any("grad_norm" in r for r in records)
     assert (
         sum(1 for r in records if r.get("mode") == "val") >= 4

@@ -207,11 +207,13 @@ def test_test_cfg_fp16_and_loops_run():
 
 def test_profiler_hook_writes_a_trace_in_the_run_folder(tmp_path):
     hook = ProfilerHook(by_epoch=False, profile_times=2)
-    runner(
+    r = runner(
         work_dir=tmp_path, custom_hooks=[hook], default_hooks=dict(logger=None, checkpoint=None)
-    ).train()
-    trace = json.loads((tmp_path / "profiler_trace.json").read_text())
-    assert hook.trace_path == tmp_path / "profiler_trace.json"
+    )
+    r.train()
+    assert r.log_dir.parent == tmp_path  # the run folder, work_dir/<timestamp>/
+    trace = json.loads((r.log_dir / "profiler_trace.json").read_text())
+    assert hook.trace_path == r.log_dir / "profiler_trace.json"
     assert any(e.get("name") == "aten::linear" for e in trace["traceEvents"])  # the model ran
     with pytest.raises(ValueError, match="at most one epoch"):
         ProfilerHook(by_epoch=True, profile_times=2)

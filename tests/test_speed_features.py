@@ -24,6 +24,7 @@ from engine.hooks.throughput_hook import ThroughputHook, batch_size
 from engine.model.compilation import compile_model
 from engine.optim.builder import build_optim_wrapper, build_optimizer, fast_implementation
 from engine.runner.prefetch import lookahead, move_to_device, prefetch_to_device
+from run_files import run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -405,7 +406,7 @@ def test_throughput_rates_on_a_fake_clock(tmp_path):
 def test_throughput_joins_the_logger_line_and_scalars(tmp_path):
     # auto FLOPs: 6 x parameters per token (TinyNet says 3 tokens per sample); no peak on CPU
     runner, _ = train(tmp_path, hooks=[ThroughputHook(peak_flops=1e9)])
-    records = [json.loads(x) for x in (tmp_path / "scalars.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in run_file(tmp_path, "scalars.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["mode"] == "train"]
     assert len(train_records) == 2  # 6 iterations per epoch, interval 4
     params = sum(p.numel() for p in runner._raw_model.parameters())
@@ -413,7 +414,7 @@ def test_throughput_joins_the_logger_line_and_scalars(tmp_path):
         assert r["samples_per_s"] > 0
         assert r["tokens_per_s"] == pytest.approx(3 * r["samples_per_s"])
         assert r["mfu"] == pytest.approx(6 * params * r["tokens_per_s"] / 1e9)
-    assert "samples_per_s" in (tmp_path / "run.log").read_text()
+    assert "samples_per_s" in run_file(tmp_path, "run.log").read_text()
 
 
 def test_throughput_reports_itself_without_a_logger(tmp_path, engine_log):

@@ -72,8 +72,10 @@ from engine.checkpoint.io import (
     write_text_atomic,
 )
 from engine.checkpoint.manifest import write_manifest
+from engine.checkpoint.model_source import describe_model
 from engine.checkpoint.model_weights import plain_state_dict
 from engine.checkpoint.node_local import gather_rng_states, is_shared
+from engine.checkpoint.run_settings import run_settings
 from engine.checkpoint.sharded import is_sharded, save_sharded
 from engine.optim.optim_wrapper_dict import members, named_members
 
@@ -192,7 +194,9 @@ def save_checkpoint(
     try:
         if acc.is_main_process:
             if not sharded:
-                _write_model(tmp, model_state)
+                _write_model(
+                    tmp, model_state, describe_model(runner._raw_model, runner_config(runner))
+                )
             if resumable and runner.optim_wrapper is not None and not sharded:
                 _write_optimizer(tmp, runner.optim_wrapper.state_dict())
             if tensors:
@@ -249,8 +253,15 @@ def _agree_or_raise(
     raise error
 
 
-def _write_model(folder: Path, state: dict[str, torch.Tensor]) -> None:
-    save_tensors(folder / MODEL, state, metadata={"format": "pt"})
+def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:
+    # `about`: what rebuilds the model for inference (engine.checkpoint.model_source)
+    save_tensors(folder / MODEL, state, metadata={"format": "pt", **about})
+
+
+def runner_config(runner: Any) -> dict | None:
+    """The run's config (``Runner(cfg=...)``) as a dict, or None."""
+    cfg = getattr(runner, "run_config", None)
+    return cfg if isinstance(cfg, dict) else None
 
 
 def _write_optimizer(folder: Path, state: dict) -> None:
@@ -316,6 +327,7 @@ def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
         "accumulative_counts": getattr(first, "accumulative_counts", None),
         "mixed_precision": str(acc.mixed_precision),
         "torch": torch.__version__,
+        "settings": run_settings(runner),  # a resumed run reports what it changed
     }
 
 

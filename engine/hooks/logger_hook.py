@@ -34,7 +34,7 @@ class LoggerHook(Hook):
     ``Epoch(train) [3][ 40/100]  lr: 1.0000e-02  eta: 0:01:23  time: 0.0123  data_time: 0.0011
     memory: 123  loss: 0.5123  grad_norm: 1.2300`` (``Iter(train) [ 40/1000]`` when training
     by iterations; ``memory``, the peak allocated MiB, only on CUDA), one JSON object appended
-    to ``<work_dir>/scalars.jsonl`` and the same scalars sent to Accelerate's trackers. Each
+    to ``scalars.jsonl`` in the run folder (``runner.log_dir``) and the same scalars sent to Accelerate's trackers. Each
     key is averaged over the iterations of the window that returned it (``grad_norm`` only
     over updates). Validation and test metrics are logged and written the same way.
 
@@ -45,11 +45,12 @@ class LoggerHook(Hook):
         interval: log every `interval` iterations (of the epoch when training by epochs).
         ignore_last: drop the log of an epoch's (or run's) last, shorter window, unless the
             epoch is no longer than `interval`. Its non-finite check still runs.
-        log_metric_by_epoch: trackers get validation metrics at step ``epoch`` (else ``iter``)
-            when training by epochs. With wandb, whose steps must grow, set it to False.
+        log_metric_by_epoch: accepted for MMEngine configs; trackers get every scalar, metrics
+            included, at the iteration (one step axis), with the epoch as a value.
         out_suffix: the files written in ``work_dir``: ``'.jsonl'`` (or MMEngine's ``'.json'``)
             writes ``scalars.jsonl``; other suffixes are accepted for MMEngine configs.
-        progress_bar: a tqdm bar on the main process; None shows it when stdout is a terminal.
+        progress_bar: tqdm bars (``tqdm.auto``: widgets in a notebook) on the main process, for
+            training and evaluation; None shows them in a terminal or a notebook.
         interval_exp_name: every this many iterations, also log ``Exp name: <name>``.
         out_dir: after the run, copy the work_dir's log files (those ending with an
             `out_suffix`, ``scalars.jsonl`` and ``run.log`` included when ``'.json'``/``'.log'``
@@ -101,6 +102,7 @@ class LoggerHook(Hook):
         self.nonfinite_keys: list[str] = []
         self.last_scalars: dict[str, float] = {}
         self._bar: Any = None
+        self._eval_bar: Any = None
         self._show_bar: bool | None = None
         self._write_failed = False  # scalars.jsonl could not be written (warned once)
         self._reset()
@@ -180,8 +182,15 @@ class LoggerHook(Hook):
         device = tensors[0].device if tensors else None
         # float64 keeps large token counts exact (MPS has no float64; its counts stay small)
         dtype = torch.float64 if pending and device.type != "mps" else torch.float32
+        stacked = torch.stack([t.to(device, dtype) for t in tensors]) if tensors else None
+        accelerator = getattr(runner, "accelerator", None)
+        if keys and getattr(accelerator, "num_processes", 1) > 1:
+            # The logged losses are the mean over processes, not the main process's own: one
+            # all-reduce per window (every process flushes at the same iteration).
+            means = accelerator.reduce(stacked[: len(keys)].contiguous(), reduction="mean")
+            stacked = torch.cat([means, stacked[len(keys) :]])
         # The one host sync of the interval: every window sum comes back in one transfer.
-        sums = torch.stack([t.to(device, dtype) for t in tensors]).tolist() if tensors else []
+        sums = stacked.tolist() if stacked is not None else []
         scalars = {k: s / self._counts[k] for k, s in zip(keys, sums)}
         self.last_scalars = scalars
         # A NaN/inf anywhere in a window makes its sum non-finite: no per-iteration check needed.
@@ -217,14 +226,19 @@ class LoggerHook(Hook):
     def after_run(self, runner) -> None:
         work_dir = getattr(runner, "work_dir", None)
         if self.out_dir is not None and work_dir is not None and _is_main(runner):
-            target = copy_logs(work_dir, self.out_dir, self.out_suffix, self.keep_local)
+            # The run folder's files, to <out_dir>/<work_dir name>/<run folder name>/
+            source = getattr(runner, "log_dir", None) or work_dir
+            out = self.out_dir if source == work_dir else Path(self.out_dir) / Path(work_dir).name
+            target = copy_logs(source, out, self.out_suffix, self.keep_local)
             logger.info("LoggerHook: copied the logs to %s", target)
 
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._close_eval_bar()
         self._log_metrics(runner, "val", metrics)
 
     def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        self._close_eval_bar()
         self._log_metrics(runner, "test", metrics)
 
     def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
@@ -244,8 +258,9 @@ class LoggerHook(Hook):
             f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()
         ]
         record = dict(mode=mode, epoch=state.epoch, iter=state.iter, step=state.step, **metrics)
-        step = state.epoch if self.log_metric_by_epoch and by_epoch else state.iter
-        self._emit(runner, "  ".join([head, *items]), record, step=step)
+        # Trackers get one step axis, the iteration, for every scalar (W&B needs growing
+        # steps; the epoch is logged as a value beside the metrics).
+        self._emit(runner, "  ".join([head, *items]), record, step=state.iter)
 
     # -- output ---------------------------------------------------------------
     def _emit(self, runner, line: str, record: dict, step: int) -> None:
@@ -257,11 +272,12 @@ class LoggerHook(Hook):
                 logger.info(line)
         else:
             logger.info(line)
-        work_dir = getattr(runner, "work_dir", None)
-        if work_dir is not None and {".jsonl", ".json"} & set(self.out_suffix):
-            path = Path(work_dir) / "scalars.jsonl"
+        # The run's own folder (work_dir/<timestamp>/), or work_dir for a runner without one.
+        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
+        if folder is not None and {".jsonl", ".json"} & set(self.out_suffix):
+            path = Path(folder) / "scalars.jsonl"
             try:
-                Path(work_dir).mkdir(parents=True, exist_ok=True)
+                Path(folder).mkdir(parents=True, exist_ok=True)
                 with open(path, "a") as f:  # closing flushes each record
                     f.write(json.dumps(record, default=str) + "\n")
             except OSError as err:
@@ -284,12 +300,10 @@ class LoggerHook(Hook):
     def _update_bar(self, runner, batch_idx: int) -> None:
         if self._bar is None:
             if self._show_bar is None:  # decided once, not a syscall per iteration
-                self._show_bar = (
-                    sys.stdout.isatty() if self.progress_bar is None else self.progress_bar
-                )
+                self._show_bar = self._wants_bar()
             if not self._show_bar or not _is_main(runner):
                 return
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
 
             state = runner.state
             if state.max_epochs is not None:
@@ -300,10 +314,51 @@ class LoggerHook(Hook):
             self._bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stdout, leave=False)
         self._bar.update(1)  # a host counter; tqdm redraws at most ~10 times a second
 
+    def _wants_bar(self) -> bool:
+        if self.progress_bar is not None:
+            return bool(self.progress_bar)
+        return sys.stdout.isatty() or in_notebook()
+
+    # -- evaluation bars -------------------------------------------------------------
+    def after_val_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self._eval_bar_step(runner, "val")
+
+    def after_test_iter(
+        self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self._eval_bar_step(runner, "test")
+
+    def _eval_bar_step(self, runner, mode: str) -> None:
+        if self._eval_bar is None:
+            if self._show_bar is None:
+                self._show_bar = self._wants_bar()
+            if not self._show_bar or not _is_main(runner):
+                return
+            from tqdm.auto import tqdm
+
+            total = loader_len(getattr(runner, f"{mode}_dataloader", None))
+            self._eval_bar = tqdm(total=total, desc=mode, file=sys.stdout, leave=False)
+        self._eval_bar.update(1)
+
+    def _close_eval_bar(self) -> None:
+        if self._eval_bar is not None:
+            self._eval_bar.close()
+            self._eval_bar = None
+
     def _close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm.auto draws widgets)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    ip = get() if callable(get) else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 def _is_main(runner) -> bool:

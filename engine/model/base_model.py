@@ -97,6 +97,9 @@ class BaseModel(BaseModule):
         # forward must then run through the wrapper so gradients are reduced.
         object.__setattr__(self, "_wrapper_ref", None)
         object.__setattr__(self, "_inside_wrapper", False)
+        # The constructor's arguments, so that exported weights can rebuild the model
+        # (engine.checkpoint.model_source); not part of the state dict.
+        object.__setattr__(self, "_init_args", (args, kwargs))
         return self
 
     def __init__(
@@ -187,6 +190,33 @@ class BaseModel(BaseModule):
             f"a batch must be a dict (passed as keyword arguments) or a list/tuple "
             f"(passed as positional arguments), got {type(data).__name__}"
         )
+
+    # -- inference ---------------------------------------------------------
+    def predict(self, data: Any) -> Any:
+        """Predictions for one batch: ``val_step`` in eval mode, without gradients.
+
+        The batch goes through the data preprocessor (moved to the model's device,
+        normalised) and then ``forward(..., mode='predict')``, as in validation; the
+        model's train/eval mode is put back afterwards. This is the way to predict:
+        ``forward(mode='tensor')`` alone skips the preprocessing.
+
+        Args:
+            data: one batch, as the validation loader yields it (a dict or a tuple).
+
+        Returns:
+            What ``forward(mode='predict')`` returns.
+
+        Example:
+            >>> model = load_exported("digits.safetensors")
+            >>> scores, labels = model.predict({"inputs": images})
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.val_step(data)
+        finally:
+            self.train(was_training)
 
     # -- losses --------------------------------------------------------------
     def parse_losses(self, losses: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

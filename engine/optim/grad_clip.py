@@ -93,3 +93,18 @@ def clip_gradients(
         accelerator.unscale_gradients(optimizer=optimizer)
         return nn.utils.clip_grad_norm_(params, **cfg)
     return accelerator.clip_grad_norm_(params, **cfg)
+
+
+def grad_norm(optimizer: Any, norm_type: float = 2.0) -> torch.Tensor | None:
+    """The total norm of `optimizer`'s gradients as a device tensor (no host sync), or None
+    when no parameter has a gradient. Logged as ``grad_norm`` when nothing is clipped."""
+    grads = [
+        p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+    ]
+    if not grads:
+        return None
+    norms = torch._foreach_norm(grads, norm_type)  # fused: a kernel per device and dtype
+    device = norms[0].device
+    return torch.linalg.vector_norm(
+        torch.stack([n.to(device, torch.float32) for n in norms]), norm_type
+    )

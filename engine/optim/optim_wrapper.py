@@ -22,7 +22,7 @@ from torch import nn
 
 from engine.model.fsdp2 import set_gradient_sync
 from engine.model.wrappers import no_sync
-from engine.optim.grad_clip import clip_gradients, parse_clip_grad
+from engine.optim.grad_clip import clip_gradients, grad_norm, parse_clip_grad
 from engine.optim.token_weighting import ItemWeighting
 
 logger = logging.getLogger(__name__)
@@ -199,12 +199,31 @@ class OptimWrapper:
         """Clip (if configured) and step the optimizer."""
         if self._clip is not None:
             self.last_grad_norm = clip_gradients(self._clip, self.optimizer, self.accelerator)
+        elif self._plain_gradients():
+            # Logged without clipping too: one fused norm on the device, read at the log line.
+            self.last_grad_norm = grad_norm(self.optimizer)
         acc = self.accelerator
         if acc is None or not self._accelerate_step_needed:
             self._inner_optimizer.step(**kwargs)
         else:
             acc.gradient_state._set_sync_gradients(True)
             self.optimizer.step(**kwargs)
+
+    def _plain_gradients(self) -> bool:
+        """Whether the gradients are whole and unscaled here: not fp16's scaled ones, not
+        sharded (FSDP, FSDP2's DTensors, DeepSpeed), not XLA's lazy tensors. Decided once."""
+        plain = getattr(self, "_plain", None)
+        if plain is None:
+            acc = self.accelerator
+            kind = str(getattr(getattr(acc, "distributed_type", None), "value", "NO"))
+            plain = acc is None or (
+                str(getattr(acc, "mixed_precision", "no")) != "fp16"
+                and kind not in ("FSDP", "DEEPSPEED", "XLA")
+            )
+            params = (p for group in self.param_groups for p in group["params"])
+            plain = plain and not any(type(p).__name__ == "DTensor" for p in params)
+            self._plain = plain
+        return plain
 
     def zero_grad(self, **kwargs: Any) -> None:
         kwargs.setdefault("set_to_none", True)

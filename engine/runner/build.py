@@ -34,6 +34,7 @@ from engine.hooks.throughput_hook import ThroughputHook
 from engine.optim.scheduler.param_scheduler import INF, build_schedule
 from engine.registry import DATASETS, HOOKS
 from engine.runner.build_objects import build_object, resolve_type
+from engine.runner.hf_datasets import refuse_as_loader, torch_formatted
 from engine.runner.val_schedule import check_dynamic_intervals
 
 logger = logging.getLogger("engine")
@@ -98,6 +99,9 @@ def build_dataloader(cfg: Any, name: str) -> Any:
     if isinstance(dataset, dict) and isinstance(dataset.get("type"), str):
         kind = resolve_type(dataset["type"], {}, DATASETS, f"{name} dataset")
         cfg = {**cfg, "dataset": {**dataset, "type": kind}}  # the builder builds it
+    refuse_as_loader(cfg, name)  # a datasets.Dataset is not a loader: say how to pass it
+    if isinstance(cfg, dict) and "dataset" in cfg:  # datasets rows as tensors, not lists
+        cfg = {**cfg, "dataset": torch_formatted(cfg["dataset"])}
     return build_dataset_loader(cfg, name)
 
 

@@ -33,6 +33,7 @@ from engine.checkpoint.lock import holds as holds_lock
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_weights import load_state_into, load_weights
 from engine.checkpoint.node_local import agree_on_checkpoint
+from engine.checkpoint.run_settings import changed_settings, run_settings
 from engine.checkpoint.save import (
     _optimizers,
     clean_partial_saves,
@@ -132,6 +133,7 @@ def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> 
     if not verified:
         verify(folder)  # a checkpoint named explicitly that is broken is refused, not replaced
     checkpoint = read_engine_state(folder)
+    asked = run_settings(runner)  # batch size and processes, compared once resumed
     if not checkpoint["meta"].get("resumable", False):
         raise CheckpointError(
             f"{folder} holds weights only (a best checkpoint); resume needs a periodic one "
@@ -164,6 +166,8 @@ def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> 
         "Resumed from %s: epoch %d, iter %d, batch %d of the epoch",
         folder, s.epoch, s.iter, s.inner_iter,
     )  # fmt: skip
+    for line in changed_settings(checkpoint["meta"].get("settings", {}), asked):
+        logger.warning("Resumed with a changed setting: %s", line)
     return folder
 
 

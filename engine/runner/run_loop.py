@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from engine.hooks.logger_hook import LoggerHook, in_notebook
 from engine.runner.runner import Runner
 from engine.runner.train_state import TrainState
 
@@ -26,6 +27,7 @@ def run_loop(
     state: TrainState | None = None,
     accelerator: Any = None,
     nan_policy: str = "stop",
+    progress_bar: bool | None = None,
 ) -> TrainState:
     """Train `model` in a plain Python process (a notebook) or under ``accelerate launch``.
 
@@ -36,10 +38,13 @@ def run_loop(
             ``dict(optimizer=dict(type='SGD', lr=0.01), accumulative_counts=2)``.
         max_epochs / max_iters: exactly one of them.
         val_dataloader, evaluator: validate every `val_interval` from `val_begin`.
-        hooks: extra `Hook`s (a `LoggerHook` is not added for you).
+        hooks: extra `Hook`s. Without a `LoggerHook` among them, one with progress bars is
+            added when `progress_bar` says so.
         state: a `TrainState` to continue from; returned, advanced, at the end.
         accelerator: an ``Accelerator``; one is created when omitted.
         nan_policy: ``'stop'``, ``'skip'`` or ``'ignore'`` a non-finite loss (`engine.nan_guard`).
+        progress_bar: add a `LoggerHook` with progress bars (training and evaluation) unless
+            `hooks` has one; None: in a notebook only.
 
     Returns:
         The final `TrainState`.
@@ -60,6 +65,10 @@ def run_loop(
             by_epoch=False, max_iters=max_iters, val_interval=val_interval, val_begin=val_begin
         )
     )
+    hooks = list(hooks)
+    show = in_notebook() if progress_bar is None else progress_bar
+    if show and not any(isinstance(h, LoggerHook) for h in hooks):
+        hooks.append(LoggerHook(progress_bar=True))
     runner = Runner(
         model=model,
         work_dir=None,
@@ -69,7 +78,7 @@ def run_loop(
         optim_wrapper=optim_wrapper,
         val_evaluator=evaluator,
         default_hooks=dict(logger=None, checkpoint=None),
-        custom_hooks=list(hooks),
+        custom_hooks=hooks,
         accelerator=accelerator,
         nan_policy=nan_policy,
     )

@@ -8,6 +8,7 @@ and what Accelerate prepares are set up by `engine.runner.accelerate_setup`, the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -28,6 +29,7 @@ from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
 from engine.optim.scheduler.apply import epoch_end_updates
+from engine.plot import plot_curves, plotting_available
 from engine.runner import loops
 from engine.runner.accelerate_setup import (
     apply_randomness,
@@ -45,11 +47,15 @@ from engine.runner.accelerate_setup import (
 )
 from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
 from engine.runner.build_objects import build_model, check_model_arg
+from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.log_setup import setup_logging
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
+from engine.runner.run_folder import config_dict, new_run_folder, write_config
 from engine.runner.runner_attributes import RunnerAttributes
 from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
+from engine.runner.summary import summary_lines
+from engine.runner.trackers import check_trackers_installed, flat_hparams
 from engine.runner.train_state import TrainState, updates_done
 
 logger = logging.getLogger("engine")
@@ -62,9 +68,12 @@ __all__ = ["Runner", "make_accelerator", "seed_worker"]
 class Runner(RunnerAttributes):
     """Compose a training run from MMEngine-style arguments.
 
-    Every argument may be a built object or MMEngine's dict form; see DESIGN.md for the
-    accepted forms. ``launcher`` is accepted for MMEngine configs: the process group
-    always comes from ``accelerate launch``.
+    Every argument may be a built object or MMEngine's dict form (the README's table "From
+    MMEngine to engine" lists the forms). ``launcher`` is accepted for MMEngine configs: the
+    process group always comes from ``accelerate launch``. ``cfg``: the run's config (a
+    dataclass or dict), written to ``<log_dir>/config.json``, given to trackers as
+    hyper-parameters and recorded in checkpoints and exports. Each run logs into its own
+    ``log_dir = work_dir/<timestamp>/``; checkpoints stay in ``work_dir``.
 
     Failures: ``nan_policy`` (``'stop'``, ``'skip'`` or ``'ignore'``) says what a
     non-finite loss does (`engine.hooks.nan_guard_hook`); SIGTERM/SIGINT during ``train()`` save a
@@ -119,7 +128,7 @@ class Runner(RunnerAttributes):
         visualizer: Any = None,
         default_scope: str | None = None,
         experiment_name: str | None = None,
-        cfg: dict | None = None,
+        cfg: Any = None,
     ) -> None:
         if model_wrapper_cfg is not None:  # MMEngine's name for model_wrapper
             if model_wrapper is not None:
@@ -137,21 +146,39 @@ class Runner(RunnerAttributes):
                 f"work_dir {str(work_dir)!r} is a file; expected a directory (created if missing)"
             )
         randomness = check_randomness(randomness)
+        check_trackers_installed(log_with)
+        # The run's settings as a dict: config.json, trackers, exports (and MMEngine's runner.cfg)
+        self.run_config = config_dict(cfg)
         precision = mixed_precision or amp_precision(optim_wrapper)
         self.accelerator = accelerator or make_accelerator(
             precision, self.work_dir, randomness["seed"], log_with, **accelerator_kwargs(env_cfg)
         )
         if self.work_dir is not None and self.accelerator.is_main_process:
             make_work_dir(self.work_dir)  # read-only or full: one line, before anything runs
-        setup_logging(self.accelerator, self.work_dir)
+        # This run's log, scalars, config and pictures; checkpoints stay in work_dir.
+        self.log_dir = None
+        if self.work_dir is not None:
+            self.log_dir = new_run_folder(self.work_dir, self.accelerator.is_main_process)
+            if accelerator is None:  # trackers write into the run folder too
+                project = self.accelerator.project_configuration
+                project.project_dir = project.logging_dir = str(self.log_dir)
+        setup_logging(self.accelerator, self.log_dir)
         warn_if_fp16_on_cpu(self.accelerator)
-        if self.work_dir is not None and self.accelerator.is_main_process:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir is not None and self.run_config and self.accelerator.is_main_process:
+            write_config(self.log_dir, self.run_config)
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", self.accelerator.num_processes)))
         apply_randomness(self.accelerator, randomness)
         self.randomness = randomness
+        log_dir = self.log_dir
         self._init_mmengine_view(
-            experiment_name, cfg, log_level, visualizer, default_scope, log_processor
+            experiment_name,
+            self.run_config if dataclasses.is_dataclass(cfg) else cfg,
+            log_level,
+            visualizer,
+            default_scope,
+            log_processor,
         )
+        self.log_dir = log_dir  # the run folder, work_dir/<timestamp>/, as MMEngine's
         unused_arguments(log_processor=log_processor, default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)
@@ -213,6 +240,7 @@ class Runner(RunnerAttributes):
         self.launcher = launcher
         self._log_with = log_with
         self.last_metrics: dict = {}
+        self.resumed_from: Path | None = None
         self._build_loop_objects()
 
     def _updates_per_epoch(self) -> Any:
@@ -254,9 +282,8 @@ class Runner(RunnerAttributes):
         if self._log_with is not None and not self.accelerator.trackers:
             # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
             name = self.work_dir.name if self.work_dir is not None else "engine"
-            self.accelerator.init_trackers(
-                name, config={k: v for k, v in self.train_cfg.items() if not isinstance(v, list)}
-            )
+            source = self.run_config if self.run_config is not None else self.train_cfg
+            self.accelerator.init_trackers(name, config=flat_hparams(source))
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends. One run
@@ -265,9 +292,13 @@ class Runner(RunnerAttributes):
             if self._loaded != "all":
                 init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
+            if self.accelerator.is_main_process:
+                for line in summary_lines(self, self.resumed_from):
+                    logger.info(line)
             train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
             self.state = train(self, self.state)
         self.hooks.call("after_run", self)
+        self._plot_curves()
         for tracker in self.accelerator.trackers:
             # Not accelerator.end_training(): that also destroys the process group, and
             # val()/test() may follow. Scripts end with end_training() (see recipes/).
@@ -299,8 +330,19 @@ class Runner(RunnerAttributes):
             if weights_only:
                 load_eval_weights(self, self.resume_from, self.load_from)
             else:
-                load_checkpoint(self, self.resume_from, self.load_from)
+                self.resumed_from = load_checkpoint(self, self.resume_from, self.load_from)
         self._loaded = "weights" if weights_only else "all"
+
+    def _plot_curves(self) -> None:
+        """curves.png in the run folder, when matplotlib is installed (the [plot] extra)."""
+        folder = self.log_dir
+        if folder is None or not self.accelerator.is_main_process or not plotting_available():
+            return
+        if (folder / "scalars.jsonl").is_file():
+            try:
+                logger.info("Training curves: %s", plot_curves(folder))
+            except (ValueError, OSError) as err:  # a picture must not fail a finished run
+                logger.warning("Could not draw the training curves: %s", err)
 
     def _default_checkpoint_hook(self) -> Any:
         """MMEngine's default: a checkpoint every epoch (by iterations: at the end)."""
