@@ -258,7 +258,7 @@ class CheckpointHook(Hook):
         if name in self.kept:
             self.kept.remove(name)
         self.kept.append(name)  # before saving: the checkpoint's own hook state lists it
-        logger.info("Saving checkpoint %s (epoch %d, iter %d)", name, state.epoch, state.iter)
+        logger.info("Saving checkpoint %s (%d iterations done)", name, state.iter)
         save_checkpoint(
             runner, name, update_last=self.save_optimizer, resumable=self.save_optimizer
         )
