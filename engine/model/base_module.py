@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from engine.logging.mm_logger import current_logger
 from engine.model.init_functions import update_init_info
 from engine.model.initializers import PretrainedInit, initialize
 
@@ -83,7 +84,7 @@ class BaseModule(nn.Module):
             self._start_init_info()
         try:
             if self.is_init:
-                logger.warning(
+                current_logger().warning(
                     "init_weights of %s has been called more than once; ignored",
                     type(self).__name__,
                 )
@@ -128,10 +129,11 @@ class BaseModule(nn.Module):
 
     def _finish_init_info(self) -> None:
         table = self._params_init_info
+        log = current_logger()  # a ported MMLogger(log_file=...) gets the table, as MMEngine
         for name, param in self.named_parameters():
-            logger.debug("%s - %s: %s", name, tuple(param.shape), table[param]["init_info"])
+            log.debug("%s - %s: %s", name, tuple(param.shape), table[param]["init_info"])
         changed = sum(1 for p in self.parameters() if "same before" not in table[p]["init_info"])
-        logger.info(
+        log.info(
             "init_weights of %s: %d of %d parameter tensors initialized",
             type(self).__name__,
             changed,
