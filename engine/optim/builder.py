@@ -17,10 +17,10 @@ from torch import nn
 
 from engine.optim.amp_optim_wrapper import AmpOptimWrapper
 from engine.optim.default_constructor import DefaultOptimWrapperConstructor
-from engine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optim_wrapper_dict import OptimWrapperDict
 from engine.optim.optimizer_builder import build_optimizer, fast_implementation
+from engine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 __all__ = ["amp_precision", "build_optim_wrapper", "build_optimizer", "fast_implementation"]
 
