@@ -19,6 +19,7 @@ from torch import nn
 from engine.logging.mm_logger import current_logger
 from engine.model.init_functions import update_init_info
 from engine.model.initializers import PretrainedInit, initialize
+from engine.registry import MODEL_WRAPPERS, Registry
 
 logger = logging.getLogger("engine")
 
@@ -34,10 +35,22 @@ _WRAPPER_NAMES = {
 }
 
 
-def is_model_wrapper(module: nn.Module) -> bool:
-    """True for a distributed wrapper (DDP, DataParallel, FSDP, engine's separate wrapper)
-    that holds the user's module as ``.module``."""
-    return any(cls.__name__ in _WRAPPER_NAMES for cls in type(module).__mro__)
+def is_model_wrapper(module: nn.Module, registry: Registry = MODEL_WRAPPERS) -> bool:
+    """True for a distributed wrapper that holds the user's module as ``.module``: DDP,
+    DataParallel, FSDP, engine's wrappers, or a class ported code registered in `registry`
+    (``MODEL_WRAPPERS`` or a registry below it; the built-in wrappers count as
+    ``MODEL_WRAPPERS``'s only)."""
+    if registry is MODEL_WRAPPERS and any(
+        cls.__name__ in _WRAPPER_NAMES for cls in type(module).__mro__
+    ):
+        return True
+    return _registered_in(type(module), registry)
+
+
+def _registered_in(cls: type, registry: Registry) -> bool:
+    if any(isinstance(v, type) and issubclass(cls, v) for v in registry.module_dict.values()):
+        return True
+    return any(_registered_in(cls, child) for child in registry.children.values())
 
 
 def _is_pretrained(cfg: dict) -> bool:

@@ -7,8 +7,9 @@ test method through ``run_test`` (a subclass may override it to build fixtures, 
 fails with the first rank's traceback. The test itself starts its process group (gloo on
 CPU) from ``self.rank`` and ``self.world_size``.
 
-Processes are forked (POSIX), so the test class needs no importable module and nothing is
-pickled; the main process must not have started a process group or CUDA.
+Processes are forked (fast: nothing is imported again) unless the main process already
+started a process group, which a forked child would inherit half-alive; then they are
+spawned, which needs the test class importable by its module name (pytest's default).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import tempfile
 import traceback
 import unittest
 from typing import Any
+
+import torch.distributed as dist
 
 _SKIP = 77  # a child's exit code for "skipped"; its reason comes through the pipe
 
@@ -88,19 +91,23 @@ class MultiProcessTestCase(unittest.TestCase):
 
     def _spawn_processes(self) -> None:
         """Start one process per rank, each running this test method."""
-        context = multiprocessing.get_context("fork")
+        started = dist.is_available() and dist.is_initialized()
+        context = multiprocessing.get_context("spawn" if started else "fork")
         for rank in range(self.world_size):
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
-                target=self._run, args=(rank, self._testMethodName, self.file_name, send)
+                target=type(self)._run,
+                args=(rank, self._testMethodName, self.file_name, send),
             )
             process.start()
             send.close()  # the parent keeps only its reading end
             self.processes.append(process)
             self._pipes.append(receive)
 
-    def _run(self, rank: int, test_name: str, file_name: str, pipe: Any) -> None:
-        """A rank's process: run the test, report how it ended, exit."""
+    @classmethod
+    def _run(cls, rank: int, test_name: str, file_name: str, pipe: Any) -> None:
+        """A rank's process: a fresh test case runs the test, reports how it ended, exits."""
+        self = cls(test_name)
         self.rank, self.file_name = rank, file_name
         try:
             self.run_test(test_name, pipe)
