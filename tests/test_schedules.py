@@ -284,7 +284,7 @@ def test_build_schedule():
         (lambda: StepLR(1, begin=-1), "begin=-1"),
         (lambda: StepLR(1, by_epoch=False, convert_to_iter_based=True), "convert_to_iter_based"),
         (lambda: ConstantLR(factor=0.0), "factor=0.0"),
-        (lambda: LinearLR(start_factor=0.0), "start_factor=0.0"),
+        (lambda: LinearLR(start_factor=-0.1), "start_factor=-0.1"),
         (lambda: LinearLR(start_factor=1.5), "start_factor=1.5"),
         (lambda: LinearLR(end_factor=-0.1), "end_factor=-0.1"),
         (lambda: StepLR(0), "step_size=0"),

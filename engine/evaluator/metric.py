@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 from engine.evaluator.collect import _recording_batches, collect_results
+from engine.logging.mm_logger import current_logger
 
 logger = logging.getLogger("engine")
 
@@ -61,7 +61,9 @@ class BaseMetric(ABC):
         self.collect_dir = collect_dir
         self.prefix = prefix or self.default_prefix
         if self.prefix is None:
-            logger.warning("The prefix is not set in metric class %s.", type(self).__name__)
+            current_logger().warning(
+                "The prefix is not set in metric class %s.", type(self).__name__
+            )
         self.dataset_meta: dict | None = None
         self.results: list[Any] = []
         self._batch_ends: list[int] = []  # len(self.results) after each process() call
@@ -94,8 +96,8 @@ class BaseMetric(ABC):
             The metrics, keys prefixed ``'<prefix>/'`` when a prefix is set.
         """
         if not self.results:
-            warnings.warn(
-                f"{type(self).__name__}.results is empty: did process() append?", stacklevel=2
+            current_logger().warning(  # MMEngine warns on its logger, not warnings.warn
+                "%s.results is empty: did process() append?", type(self).__name__
             )
         results = collect_results(self.results, self._batch_ends, size)
         metrics = self.compute_metrics(results)

@@ -71,6 +71,15 @@ class MMLogger(logging.Logger, ManagerMixin):
         return super().get_current_instance()
 
 
+def current_logger() -> logging.Logger:
+    """Where engine's own warnings go: the latest `MMLogger` when ported code made one
+    (MMEngine's tests and hooks watch ``MMLogger.get_current_instance()``), else engine's
+    ``'engine'`` logger. An MMLogger propagates to ``'engine'``, so the run's log gets both."""
+    if MMLogger._instance_dict:
+        return MMLogger.get_current_instance()
+    return logging.getLogger("engine")
+
+
 def print_log(msg: Any, logger: Any = None, level: int = logging.INFO) -> None:
     """MMEngine's ``print_log``: to `logger` (a Logger, an MMLogger name, ``'current'``,
     ``'silent'``) or, when None, to ``print``."""

@@ -17,6 +17,7 @@ from engine.model.base_module import (
 )
 from engine.model.compilation import compile_model
 from engine.model.data_preprocessor import BaseDataPreprocessor, ImgDataPreprocessor
+from engine.model.mm_ddp import MMDistributedDataParallel, MMFullyShardedDataParallel
 from engine.model.stacking import merge_dict, stack_batch
 from engine.model.sync_batchnorm import convert_sync_batchnorm, revert_sync_batchnorm
 from engine.model.test_time_aug import BaseTTAModel
@@ -48,6 +49,8 @@ __all__ = [
     "BaseDataPreprocessor",
     "BaseModel",
     "ImgDataPreprocessor",
+    "MMDistributedDataParallel",
+    "MMFullyShardedDataParallel",
     "MMSeparateDistributedDataParallel",
     "compile_model",
     "BaseModule",

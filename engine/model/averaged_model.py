@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from engine.logging.mm_logger import current_logger
 from engine.model.base_module import is_model_wrapper
 
 logger = logging.getLogger("engine")
@@ -231,7 +232,7 @@ def _check_momentum(momentum: float) -> None:
     if not 0.0 < momentum < 1.0:
         raise AveragedModelConfigError(f"momentum must be in range (0.0, 1.0), got {momentum!r}")
     if momentum > 0.5:
-        logger.warning(
+        current_logger().warning(
             "EMA momentum %s is large: engine (as MMEngine) weights the *new* weights by "
             "momentum, so a typical value is small (e.g. 0.0002); 1 - momentum is the decay",
             momentum,

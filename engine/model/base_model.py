@@ -21,6 +21,7 @@ from engine.model.step_checks import (
     explain_forward_error,
     report_broadcast,
 )
+from engine.registry import MODELS
 
 _PREPROCESSORS = {
     "BaseDataPreprocessor": BaseDataPreprocessor,
@@ -41,11 +42,14 @@ def build_preprocessor(cfg: nn.Module | dict | None) -> nn.Module:
     if isinstance(cfg, dict):
         cfg = dict(cfg)
         kind = cfg.pop("type", "BaseDataPreprocessor")
+        if isinstance(kind, str) and kind not in _PREPROCESSORS and MODELS.get(kind):
+            kind = MODELS.get(kind)  # ported code registers its preprocessor in MODELS
         if isinstance(kind, type) and issubclass(kind, nn.Module):
             return kind(**cfg)
         if kind not in _PREPROCESSORS:
             raise ValueError(
-                f"data_preprocessor type {kind!r} is unknown; accepted: {sorted(_PREPROCESSORS)} or a built nn.Module"
+                f"data_preprocessor type {kind!r} is unknown; accepted: {sorted(_PREPROCESSORS)}, "
+                "a name registered in engine.registry.MODELS, a class or a built nn.Module"
             )
         return _PREPROCESSORS[kind](**cfg)
     raise TypeError(

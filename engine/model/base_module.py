@@ -16,8 +16,10 @@ from typing import Any
 
 from torch import nn
 
+from engine.logging.mm_logger import current_logger
 from engine.model.init_functions import update_init_info
 from engine.model.initializers import PretrainedInit, initialize
+from engine.registry import MODEL_WRAPPERS, Registry
 
 logger = logging.getLogger("engine")
 
@@ -33,10 +35,22 @@ _WRAPPER_NAMES = {
 }
 
 
-def is_model_wrapper(module: nn.Module) -> bool:
-    """True for a distributed wrapper (DDP, DataParallel, FSDP, engine's separate wrapper)
-    that holds the user's module as ``.module``."""
-    return any(cls.__name__ in _WRAPPER_NAMES for cls in type(module).__mro__)
+def is_model_wrapper(module: nn.Module, registry: Registry = MODEL_WRAPPERS) -> bool:
+    """True for a distributed wrapper that holds the user's module as ``.module``: DDP,
+    DataParallel, FSDP, engine's wrappers, or a class ported code registered in `registry`
+    (``MODEL_WRAPPERS`` or a registry below it; the built-in wrappers count as
+    ``MODEL_WRAPPERS``'s only)."""
+    if registry is MODEL_WRAPPERS and any(
+        cls.__name__ in _WRAPPER_NAMES for cls in type(module).__mro__
+    ):
+        return True
+    return _registered_in(type(module), registry)
+
+
+def _registered_in(cls: type, registry: Registry) -> bool:
+    if any(isinstance(v, type) and issubclass(cls, v) for v in registry.module_dict.values()):
+        return True
+    return any(_registered_in(cls, child) for child in registry.children.values())
 
 
 def _is_pretrained(cfg: dict) -> bool:
@@ -83,7 +97,7 @@ class BaseModule(nn.Module):
             self._start_init_info()
         try:
             if self.is_init:
-                logger.warning(
+                current_logger().warning(
                     "init_weights of %s has been called more than once; ignored",
                     type(self).__name__,
                 )
@@ -128,10 +142,11 @@ class BaseModule(nn.Module):
 
     def _finish_init_info(self) -> None:
         table = self._params_init_info
+        log = current_logger()  # a ported MMLogger(log_file=...) gets the table, as MMEngine
         for name, param in self.named_parameters():
-            logger.debug("%s - %s: %s", name, tuple(param.shape), table[param]["init_info"])
+            log.debug("%s - %s: %s", name, tuple(param.shape), table[param]["init_info"])
         changed = sum(1 for p in self.parameters() if "same before" not in table[p]["init_info"])
-        logger.info(
+        log.info(
             "init_weights of %s: %d of %d parameter tensors initialized",
             type(self).__name__,
             changed,

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from engine.model.base_model import BaseModel
+from engine.registry import MODELS
 
 __all__ = ["BaseTTAModel"]
 
@@ -36,10 +37,12 @@ class BaseTTAModel(BaseModel):
         if isinstance(module, dict):
             cfg = dict(module)
             kind = cfg.pop("type", None)
+            if isinstance(kind, str) and MODELS.get(kind) is not None:
+                kind = MODELS.get(kind)  # a name ported code registered with @MODELS
             if not callable(kind):
                 raise TypeError(
-                    f"BaseTTAModel builds a dict module from a class in 'type', got {kind!r}; "
-                    "pass the built model instead"
+                    f"BaseTTAModel builds a dict module from a class or a name registered in "
+                    f"engine.registry.MODELS in 'type', got {kind!r}; pass the built model instead"
                 )
             if data_preprocessor is not None:
                 cfg["data_preprocessor"] = data_preprocessor

@@ -16,6 +16,7 @@ from torch import nn
 
 from engine.model.base_model import attach_wrapper, wrapper_of
 from engine.model.fsdp2 import FSDP2_NAMES, fully_shard_model, is_fsdp2
+from engine.model.mm_ddp import MMDistributedDataParallel
 
 _SEPARATE_NAMES = ("separate", "MMSeparateDistributedDataParallel")
 DEFAULT_WRAPPER_NAMES = ("MMDistributedDataParallel", "DistributedDataParallel")
@@ -55,6 +56,8 @@ def wrap_model(model: nn.Module, accelerator: Any, model_wrapper: Any = None) ->
                 "dict(type='MMSeparateDistributedDataParallel', find_unused_parameters=True)"
             )
         model_wrapper = options.pop("type")
+    if model_wrapper is MMDistributedDataParallel:  # the class means what its name means
+        model_wrapper = "MMDistributedDataParallel"
     if isinstance(model_wrapper, str) and model_wrapper in FSDP2_NAMES:
         return fully_shard_model(model, accelerator, **options)
     if isinstance(model_wrapper, str) or model_wrapper is None:
@@ -267,7 +270,9 @@ class MMSeparateDistributedDataParallel(nn.Module):
 
     Args:
         module: the model (an `engine.BaseModel`).
-        accelerator: the run's ``Accelerator``.
+        accelerator: the run's ``Accelerator``; None (MMEngine's ``(module, **kwargs)`` call,
+            the process group already started) wraps each trainable child in
+            `MMDistributedDataParallel` with `ddp_options` as its arguments.
         **ddp_options: ``DistributedDataParallelKwargs`` fields (``find_unused_parameters``...).
 
     Example:
@@ -278,8 +283,14 @@ class MMSeparateDistributedDataParallel(nn.Module):
         >>> Runner(model, work_dir, ..., model_wrapper=TwoPass)
     """
 
-    def __init__(self, module: nn.Module, accelerator: Any, **ddp_options: Any) -> None:
+    def __init__(self, module: nn.Module, accelerator: Any = None, **ddp_options: Any) -> None:
         super().__init__()
+        if accelerator is None:
+            for name, child in list(module.named_children()):
+                if any(p.requires_grad for p in child.parameters()):
+                    setattr(module, name, MMDistributedDataParallel(child, **ddp_options))
+            self.module = module
+            return
         with _ddp_options(accelerator, ddp_options):
             self.module = wrap_separately(module, accelerator)
 

@@ -20,6 +20,7 @@ from engine.optim.default_constructor import DefaultOptimWrapperConstructor
 from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optim_wrapper_dict import OptimWrapperDict
 from engine.optim.optimizer_builder import build_optimizer, fast_implementation
+from engine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 __all__ = ["amp_precision", "build_optim_wrapper", "build_optimizer", "fast_implementation"]
 
@@ -134,10 +135,14 @@ def _build_one(module: nn.Module, cfg: dict, constructor: Any, accelerator: Any)
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
     if constructor is None or constructor == "DefaultOptimWrapperConstructor":
         constructor = DefaultOptimWrapperConstructor
+    elif isinstance(constructor, str) and OPTIM_WRAPPER_CONSTRUCTORS.get(constructor):
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor)  # ported, registered by name
     elif not callable(constructor):
-        raise ValueError(
+        # KeyError, as MMEngine's registry raises for a name it does not hold
+        raise KeyError(
             f"optim_wrapper constructor {constructor!r} is unknown; pass the class itself "
-            "(dict(constructor=MyConstructor, ...)) or 'DefaultOptimWrapperConstructor'"
+            "(dict(constructor=MyConstructor, ...)), 'DefaultOptimWrapperConstructor' or a name "
+            "registered in engine.registry.OPTIM_WRAPPER_CONSTRUCTORS"
         )
     built = constructor(cfg, paramwise_cfg)
     if isinstance(built, DefaultOptimWrapperConstructor):

@@ -111,7 +111,8 @@ class DefaultOptimWrapperConstructor:
         if not isinstance(cfg, dict):
             raise TypeError(f"paramwise_cfg should be None or a dict, got {type(cfg).__name__}")
         unknown = set(cfg) - _PARAMWISE_KEYS
-        if unknown:
+        # A subclass (MMEngine's custom-constructor pattern) reads keys of its own.
+        if unknown and type(self) is DefaultOptimWrapperConstructor:
             raise ValueError(
                 f"paramwise_cfg has unknown keys {sorted(unknown)}; accepted: {sorted(_PARAMWISE_KEYS)}"
             )
@@ -156,7 +157,8 @@ class DefaultOptimWrapperConstructor:
                     )
                     continue
                 raise ValueError(
-                    f"parameter {full} appears twice (shared between modules); "
+                    f"some parameters appear in more than one parameter group: {full} "
+                    "appears twice (shared between modules); "
                     "set paramwise_cfg=dict(bypass_duplicate=True) to keep its first group"
                 )
             seen.add(id(param))

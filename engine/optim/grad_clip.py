@@ -99,7 +99,10 @@ def grad_norm(optimizer: Any, norm_type: float = 2.0) -> torch.Tensor | None:
     """The total norm of `optimizer`'s gradients as a device tensor (no host sync), or None
     when no parameter has a gradient. Logged as ``grad_norm`` when nothing is clipped."""
     grads = [
-        p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        p.grad
+        for group in optimizer.param_groups
+        for p in group.get("params", ())  # a mocked optimizer's group may have none
+        if p.grad is not None
     ]
     if not grads:
         return None

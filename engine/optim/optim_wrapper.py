@@ -220,7 +220,7 @@ class OptimWrapper:
                 str(getattr(acc, "mixed_precision", "no")) != "fp16"
                 and kind not in ("FSDP", "DEEPSPEED", "XLA")
             )
-            params = (p for group in self.param_groups for p in group["params"])
+            params = (p for group in self.param_groups for p in group.get("params", ()))
             plain = plain and not any(type(p).__name__ == "DTensor" for p in params)
             self._plain = plain
         return plain

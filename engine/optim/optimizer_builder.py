@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.registry import OPTIMIZERS
+
 # torch optimizers with a fused kernel on the CPU and CUDA (torch >= 2.4)
 _FUSED_CLASSES = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 # options that choose an implementation; a config naming any of them is left as it is
@@ -35,6 +37,8 @@ def build_optimizer(
         cls = kind
     else:
         cls = getattr(torch.optim, str(kind), None)
+        if cls is None and isinstance(kind, str):
+            cls = OPTIMIZERS.get(kind)  # a ported optimizer registered with @OPTIMIZERS
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             names = sorted(
                 n
@@ -42,7 +46,8 @@ def build_optimizer(
                 if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and n != "Optimizer"
             )
             raise ValueError(
-                f"optimizer type {kind!r} is not a torch.optim optimizer; accepted: {', '.join(names)}"
+                f"optimizer type {kind!r} is not a torch.optim optimizer; accepted: "
+                f"{', '.join(names)} or a name registered in engine.registry.OPTIMIZERS"
             )
     _check_numbers(cls.__name__, cfg)
     params = [_listed(item) for item in params]  # inspected below, then handed to torch

@@ -44,6 +44,9 @@ class Registry:
         self._module_dict: dict[str, Any] = {}
         self.build_func = build_func or build_from_cfg
         self.parent = parent
+        self.children: dict[str, Registry] = {}  # registries made with this one as parent
+        if parent is not None:
+            parent.children[name] = self
         self._scope = scope or "engine"
         self._locations = list(locations)
 

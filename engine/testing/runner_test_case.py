@@ -84,8 +84,9 @@ class RunnerTestCase(TestCase):
     """Builds runners from ``self.epoch_based_cfg`` / ``self.iter_based_cfg``.
 
     ``setUp`` registers `ToyModel`, `ToyMetric` and `ToyDataset` and writes both configs
-    (2 epochs, or 12 iterations, of 4 batches of 3); ``tearDown`` unregisters them, clears
-    the global logger/hub/visualizer instances and deletes the work_dir.
+    (2 epochs, or 12 iterations, of 4 batches of 3); ``tearDown`` gives those names back
+    what they held before, clears the global logger/hub/visualizer instances and deletes
+    the work_dir.
     """
 
     dist_cfg = dict(
@@ -94,6 +95,12 @@ class RunnerTestCase(TestCase):
 
     def setUp(self) -> None:
         self.temp_dir = tempfile.TemporaryDirectory()
+        # What these names meant before, so tearDown gives back a test module's own ToyMetric.
+        self._registered_before = {
+            (registry, name): registry.module_dict.get(name)
+            for registry, name in ((MODELS, "ToyModel"), (METRICS, "ToyMetric"),
+                                   (DATASETS, "ToyDataset"))
+        }  # fmt: skip
         MODELS.register_module(module=ToyModel, force=True)
         METRICS.register_module(module=ToyMetric, force=True)
         DATASETS.register_module(module=ToyDataset, force=True)
@@ -138,9 +145,10 @@ class RunnerTestCase(TestCase):
         logging.shutdown()
         for managed in (MMLogger, Visualizer, DefaultScope, MessageHub):
             managed._instance_dict.clear()
-        MODELS.module_dict.pop("ToyModel", None)
-        METRICS.module_dict.pop("ToyMetric", None)
-        DATASETS.module_dict.pop("ToyDataset", None)
+        for (registry, name), before in self._registered_before.items():
+            registry.module_dict.pop(name, None)
+            if before is not None:
+                registry.module_dict[name] = before
         self.temp_dir.cleanup()
         if is_distributed():
             torch.distributed.destroy_process_group()

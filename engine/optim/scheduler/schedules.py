@@ -190,14 +190,19 @@ class ConstantLR(_Window):
 
 @dataclass(frozen=True)
 class LinearLR(_Window):
-    """Move the factor linearly from ``start_factor`` (in (0, 1]) at ``begin`` to
-    ``end_factor`` (in [0, 1]) at ``end - 1``."""
+    """Move the factor linearly from ``start_factor`` (in [0, 1]) at ``begin`` to
+    ``end_factor`` (in [0, 1]) at ``end - 1``.
+
+    ``start_factor=0`` is accepted as MMEngine accepts it, but the chained value cannot rise
+    from 0 (MMEngine divides by zero there): stepping past the first count raises
+    `ScheduleArgumentError`. Use a small positive start_factor (e.g. 1e-3) to warm up from ~0.
+    """
 
     start_factor: float = 1.0 / 3
     end_factor: float = 1.0
 
     def _check(self) -> None:
-        _need(0 < self.start_factor <= 1, "start_factor", self.start_factor, "a float in (0, 1]")
+        _need(0 <= self.start_factor <= 1, "start_factor", self.start_factor, "a float in [0, 1]")
         _need(0 <= self.end_factor <= 1, "end_factor", self.end_factor, "a float in [0, 1]")
 
     def _curve(self, t: int, base: float) -> float:
@@ -209,6 +214,11 @@ class LinearLR(_Window):
     def step_value(self, value: float, t: int, base: float) -> float:
         if t == 0:
             return value * self.start_factor
+        if self.start_factor == 0:
+            raise ScheduleArgumentError(
+                "LinearLR(start_factor=0) set the value to 0 and a chained schedule cannot rise "
+                "from 0 (its next value is undefined); use a small positive start_factor (1e-3)"
+            )
         total, delta = self.end - self.begin - 1, self.end_factor - self.start_factor
         return value * (1.0 + delta / (total * self.start_factor + (t - 1) * delta))
 

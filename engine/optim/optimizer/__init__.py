@@ -1,0 +1,1 @@
+"""MMEngine's ``mmengine.optim.optimizer`` import path (engine keeps these in `engine.optim`)."""
