@@ -62,7 +62,9 @@ def main() -> None:
     reference = run(work_dir("reference"), 8, resume=False)
     run(work_dir("run"), 4, resume=False)
     folder = work_dir("run")
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+    names = (
+        sorted(p.name for p in folder.glob("iter_*")) if folder.exists() else []
+    )  # not run folders
     if rank == 0 or layout == "shared":
         assert names == ["iter_2", "iter_4"], names
         files = {p.name for p in (work_dir("run") / "iter_4").iterdir()}

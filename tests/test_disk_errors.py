@@ -106,10 +106,26 @@ class Linear(BaseModel):
         return {"loss": (self.net(x) - y).pow(2).mean()}
 
 
-def test_a_full_disk_while_logging_warns_once_and_training_goes_on(tmp_path, engine_log):
+RUN = "20261128_000000"  # the run folder's name, fixed so that a file in it can be planted
+
+
+def _run_folder_with_full_file(tmp_path: Path, monkeypatch, name: str) -> Path:
+    """A work_dir whose next run folder holds `name` as a link to /dev/full (ENOSPC)."""
+    import engine.runner.runner
+
     work_dir = tmp_path / "run"
-    work_dir.mkdir()
-    (work_dir / "scalars.jsonl").symlink_to("/dev/full")  # every write: ENOSPC
+    (work_dir / RUN).mkdir(parents=True)
+    (work_dir / RUN / name).symlink_to("/dev/full")
+    monkeypatch.setattr(engine.runner.runner, "new_run_folder", lambda root, create: root / RUN)
+    return work_dir
+
+
+def test_a_full_disk_while_logging_warns_once_and_training_goes_on(
+    tmp_path, engine_log, monkeypatch
+):
+    work_dir = _run_folder_with_full_file(
+        tmp_path, monkeypatch, "scalars.jsonl"
+    )  # every write: ENOSPC
     x = torch.randn(8, 3)
     runner = Runner(
         model=Linear(),
@@ -124,7 +140,7 @@ def test_a_full_disk_while_logging_warns_once_and_training_goes_on(tmp_path, eng
     failures = [m for m in engine_log if "failed at" in m]
     assert len(failures) == 1, failures
     assert failures[0].startswith(
-        f"logging failed at {work_dir / 'scalars.jsonl'}: no space left on the device ("
+        f"logging failed at {work_dir / RUN / 'scalars.jsonl'}: no space left on the device ("
     )
     assert failures[0].endswith(
         "free space or choose another work_dir; training goes on without it"
@@ -146,10 +162,10 @@ def test_torch_and_safetensors_disk_errors_are_recognised():
     assert line.startswith("saving failed at /: no space left on the device (") and "\n" not in line
 
 
-def test_a_full_disk_under_run_log_warns_once_and_training_goes_on(tmp_path, engine_log):
-    work_dir = tmp_path / "run"
-    work_dir.mkdir()
-    (work_dir / "run.log").symlink_to("/dev/full")
+def test_a_full_disk_under_run_log_warns_once_and_training_goes_on(
+    tmp_path, engine_log, monkeypatch
+):
+    work_dir = _run_folder_with_full_file(tmp_path, monkeypatch, "run.log")
     x = torch.randn(8, 3)
     runner = Runner(
         model=Linear(),
@@ -163,7 +179,7 @@ def test_a_full_disk_under_run_log_warns_once_and_training_goes_on(tmp_path, eng
     assert runner.iter == 8 and (work_dir / "last_checkpoint").read_text().strip() == "iter_8"
     failures = [m for m in engine_log if "failed at" in m]
     assert len(failures) == 1, failures
-    assert failures[0].startswith(f"logging failed at {work_dir / 'run.log'}: no space left")
+    assert failures[0].startswith(f"logging failed at {work_dir / RUN / 'run.log'}: no space left")
     logging.getLogger("engine").handlers[:] = [
         h for h in logging.getLogger("engine").handlers if not isinstance(h, logging.FileHandler)
     ]

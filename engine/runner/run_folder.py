@@ -18,7 +18,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,3 +70,40 @@ def write_config(folder: Path, cfg: dict[str, Any]) -> Path:
     path = folder / CONFIG
     path.write_text(json.dumps(cfg, indent=2) + "\n")
     return path
+
+
+def discard_unused_run_folder(runner: Any) -> None:
+    """Remove the run folder of a run that failed before it recorded anything but its log
+    and config (a mistake refused at start-up, or at the first step): such a run leaves
+    ``work_dir`` as it found it. A run that logged scalars or drew pictures keeps its folder."""
+    folder = getattr(runner, "log_dir", None)
+    accelerator = getattr(runner, "accelerator", None)
+    if folder is None or not Path(folder).is_dir():
+        return
+    if accelerator is not None and not accelerator.is_main_process:
+        return
+    if {p.name for p in Path(folder).iterdir()} - {LOG, CONFIG}:
+        return
+    engine_logger = logging.getLogger("engine")  # run.log must be closed before it goes
+    for handler in list(engine_logger.handlers):
+        if (
+            isinstance(handler, logging.FileHandler)
+            and Path(handler.baseFilename).parent == Path(folder).resolve()
+        ):
+            engine_logger.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def discarding_unused_run_folder(method):
+    """Decorate a `Runner` entry point: a failure removes an unused run folder, then raises."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            discard_unused_run_folder(self)
+            raise
+
+    return wrapper

@@ -51,7 +51,12 @@ from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.log_setup import setup_logging
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
-from engine.runner.run_folder import config_dict, new_run_folder, write_config
+from engine.runner.run_folder import (
+    config_dict,
+    discarding_unused_run_folder,
+    new_run_folder,
+    write_config,
+)
 from engine.runner.runner_attributes import RunnerAttributes
 from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
 from engine.runner.summary import summary_lines
@@ -92,6 +97,7 @@ class Runner(RunnerAttributes):
         >>> runner.train()
     """
 
+    @discarding_unused_run_folder
     def __init__(
         self,
         model: torch.nn.Module | dict | Any,
@@ -261,6 +267,7 @@ class Runner(RunnerAttributes):
         return self.state.max_epochs, updates_done(counts, acc, counts)
 
     # -- entry points ---------------------------------------------------------
+    @discarding_unused_run_folder
     def train(self) -> dict:
         """Train to the configured limit; returns the last validation metrics (or {})."""
         needed = ("train_dataloader", "train_cfg", "optim_wrapper")
@@ -305,6 +312,7 @@ class Runner(RunnerAttributes):
             tracker.finish()
         return self.last_metrics
 
+    @discarding_unused_run_folder
     def val(self) -> dict:
         """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
         if self.val_dataloader is None or self.val_evaluator is None:
@@ -313,6 +321,7 @@ class Runner(RunnerAttributes):
         self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
         return self.last_metrics
 
+    @discarding_unused_run_folder
     def test(self) -> dict:
         """Evaluate on ``test_dataloader`` with ``test_evaluator``; returns the metrics."""
         if self.test_dataloader is None or self.test_evaluator is None:
