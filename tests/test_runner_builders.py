@@ -1,0 +1,92 @@
+"""MMEngine's public Runner.build_* / register_hook* methods (engine.runner.runner_builders)."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from engine import BaseMetric, Hook, Runner
+from engine.evaluator import Evaluator
+from engine.hooks import IterTimerHook, RuntimeInfoHook
+from engine.optim import OptimWrapper
+from engine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, LogProcessor, ValLoop
+from models import ParamModel
+
+
+class Seen(BaseMetric):
+    def process(self, data_batch, data_samples):
+        self.results.extend([0] * len(data_batch["x"]))
+
+    def compute_metrics(self, results):
+        return {"acc": 1.0}
+
+
+def _runner(name: str) -> Runner:
+    def loader(n):
+        return DataLoader([{"x": torch.tensor([1.0])}] * n, batch_size=4)
+
+    return Runner(
+        model=ParamModel(), work_dir=None, train_dataloader=loader(8), val_dataloader=loader(4),
+        val_evaluator=Seen(), train_cfg=dict(by_epoch=True, max_epochs=1),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)), experiment_name=name,
+    )  # fmt: skip
+
+
+def test_build_model_evaluator_and_log_processor():
+    runner = _runner("builders_a")
+    module = torch.nn.Linear(1, 1)
+    assert runner.build_model(module) is module
+    with pytest.raises(TypeError, match="model should be"):
+        runner.build_model("Linear")
+    metrics = [Seen(), Seen()]
+    evaluator = runner.build_evaluator(metrics)
+    assert isinstance(evaluator, Evaluator) and evaluator.metrics[1] is metrics[1]
+    assert runner.build_evaluator(evaluator) is evaluator
+    with pytest.raises(TypeError, match="evaluator should be"):
+        runner.build_evaluator(Seen())  # MMEngine's rule for this method: wrap it in a list
+    processor = runner.build_log_processor(dict(window_size=3, by_epoch=False))
+    assert isinstance(processor, LogProcessor) and processor.window_size == 3
+    assert runner.build_log_processor(processor) is processor
+    with pytest.raises(TypeError, match="log_processor should be"):
+        runner.build_log_processor("LogProcessor")
+
+
+def test_build_loops_over_the_runs_loaders():
+    runner = _runner("builders_b")
+    assert isinstance(runner.build_train_loop(dict(by_epoch=False, max_iters=3)),
+                      IterBasedTrainLoop)  # fmt: skip
+    loop = runner.build_train_loop(dict(type="EpochBasedTrainLoop", max_epochs=3))
+    assert isinstance(loop, EpochBasedTrainLoop) and runner.build_train_loop(loop) is loop
+    with pytest.raises(RuntimeError, match="Only one"):
+        runner.build_train_loop(dict(type="EpochBasedTrainLoop", by_epoch=True, max_epochs=3))
+    with pytest.raises(TypeError, match="should be"):
+        runner.build_train_loop("EpochBasedTrainLoop")
+    val = runner.build_val_loop({})
+    assert isinstance(val, ValLoop) and val.dataloader is runner.val_dataloader
+    assert val.run() == {"acc": 1.0}
+
+
+def test_scale_lr_by_global_batch():
+    runner = _runner("builders_c")
+    wrapper = OptimWrapper(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.01))
+    runner.scale_lr(wrapper, dict(base_batch_size=16, enable=True))
+    # global batch 4 (one process) over base 16: 0.01 * 4 / 16
+    assert wrapper.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+    runner.scale_lr(wrapper, dict(base_batch_size=16, enable=False))
+    assert wrapper.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+    with pytest.raises(AssertionError, match="base_batch_size"):
+        runner.scale_lr(wrapper, dict(enable=True))
+
+
+def test_register_hook_orders_by_priority_and_message_hub_logger_names():
+    runner = _runner("builders_d")
+    runner._hooks = []
+    runner.register_hook(dict(type="IterTimerHook"))
+    runner.register_hook(RuntimeInfoHook())  # VERY_HIGH: goes first
+    runner.register_hook(Hook(), priority="VERY_LOW")
+    assert [type(h) for h in runner._hooks] == [RuntimeInfoHook, IterTimerHook, Hook]
+    with pytest.raises(TypeError, match="hook should be an instance of Hook or dict"):
+        runner.register_hook(["IterTimerHook"])
+    assert runner.build_message_hub().instance_name == "builders_d"
+    assert runner.build_message_hub(dict(name="other")).instance_name == "other"
+    assert runner.build_logger(name="builders_log").instance_name == "builders_log"
+    assert runner.build_visualizer(None).instance_name == "builders_d"
