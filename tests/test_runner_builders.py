@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from engine import BaseMetric, Hook, Runner
 from engine.evaluator import Evaluator
 from engine.hooks import IterTimerHook, RuntimeInfoHook
-from engine.optim import OptimWrapper
+from engine.optim import MultiStepLR, OptimWrapper, OptimWrapperDict, StepLR
 from engine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, LogProcessor, ValLoop
 from models import ParamModel
 
@@ -20,13 +20,13 @@ class Seen(BaseMetric):
         return {"acc": 1.0}
 
 
-def _runner(name: str) -> Runner:
+def _runner(name: str, max_epochs: int = 1) -> Runner:
     def loader(n):
         return DataLoader([{"x": torch.tensor([1.0])}] * n, batch_size=4)
 
     return Runner(
         model=ParamModel(), work_dir=None, train_dataloader=loader(8), val_dataloader=loader(4),
-        val_evaluator=Seen(), train_cfg=dict(by_epoch=True, max_epochs=1),
+        val_evaluator=Seen(), train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)), experiment_name=name,
     )  # fmt: skip
 
@@ -90,3 +90,35 @@ def test_register_hook_orders_by_priority_and_message_hub_logger_names():
     assert runner.build_message_hub(dict(name="other")).instance_name == "other"
     assert runner.build_logger(name="builders_log").instance_name == "builders_log"
     assert runner.build_visualizer(None).instance_name == "builders_d"
+
+
+def test_build_param_scheduler_binds_stateful_schedulers():
+    runner = _runner("builders_e", max_epochs=3)  # 2 iterations per epoch (8 samples / 4)
+    runner.optim_wrapper = dict(optimizer=dict(type="SGD", lr=0.1))
+    with pytest.raises(AssertionError, match="should be called before"):
+        runner.build_param_scheduler(dict(type="MultiStepLR", milestones=[1]))
+    runner.optim_wrapper = runner.build_optim_wrapper(dict(optimizer=dict(type="SGD", lr=0.1)))
+    (step,) = runner.build_param_scheduler(dict(type="MultiStepLR", milestones=[1], gamma=0.1))
+    assert isinstance(step, MultiStepLR) and step.end == 3  # the open end is max_epochs
+    step.step()  # epoch 1 reaches milestone 1: 0.1 * 0.1
+    assert runner.optim_wrapper.param_groups[0]["lr"] == pytest.approx(0.01)
+    (conv,) = runner.build_param_scheduler(
+        dict(type="MultiStepLR", milestones=[1, 2], begin=1, convert_to_iter_based=True)
+    )
+    # epochs [1, 3) at 2 iterations per epoch: iterations [2, 6)
+    assert not conv.by_epoch and (conv.begin, conv.end) == (2, 6)
+
+
+def test_build_optim_wrapper_dict_of_built_wrappers():
+    runner = _runner("builders_f")
+    a = OptimWrapper(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.01))
+    b = OptimWrapper(torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=0.02))
+    both = runner.build_optim_wrapper(dict(a=a, b=b))
+    assert isinstance(both, OptimWrapperDict) and both["a"] is a and both["b"] is b
+    with pytest.raises(ValueError, match="mixing built wrappers and dicts"):
+        runner.build_optim_wrapper(dict(a=a, b=dict(optimizer=dict(type="SGD", lr=0.1))))
+    with pytest.raises(TypeError, match="optimizer wrapper should be"):
+        runner.build_optim_wrapper("SGD")
+    runner.optim_wrapper = both
+    groups = runner.build_param_scheduler([dict(type="StepLR", step_size=1)])
+    assert sorted(groups) == ["a", "b"] and isinstance(groups["b"][0], StepLR)

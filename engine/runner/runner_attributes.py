@@ -14,7 +14,6 @@ from typing import Any
 from engine.config_dict import Config
 from engine.hooks.hook import HookList
 from engine.logging import MessageHub, MMLogger
-from engine.optim.builder import build_optim_wrapper
 from engine.registry import DefaultScope
 from engine.runner import runner_builders as _builders
 from engine.runner.log_processor import LogProcessor
@@ -88,19 +87,11 @@ class RunnerAttributes:
         """Call event `fn_name` on every hook that handles it, in priority order."""
         self.hooks.call(fn_name, self, **kwargs)
 
-    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
-        """MMEngine's ``runner.build_optim_wrapper(cfg)``: a built wrapper as it is, else one
-        built for this run's model (``engine.optim.build_optim_wrapper``)."""
-        if isinstance(optim_wrapper, str | int | float | list | tuple) or optim_wrapper is None:
-            raise TypeError(
-                "optimizer wrapper should be an OptimWrapper, a torch optimizer or a dict, "
-                f"got {type(optim_wrapper).__name__}"
-            )
-        return build_optim_wrapper(self._raw_model, optim_wrapper, self.accelerator)
-
     # MMEngine's public builders (engine.runner.runner_builders), bound as methods.
     build_model = _builders.build_model
+    build_optim_wrapper = _builders.build_optim_wrapper
     scale_lr = _builders.scale_lr
+    build_param_scheduler = _builders.build_param_scheduler
     build_evaluator = _builders.build_evaluator
     build_dataloader = _builders.build_dataloader
     build_train_loop = _builders.build_train_loop

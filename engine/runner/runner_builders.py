@@ -10,15 +10,19 @@ methods build extra objects and do not replace the run's.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
+from torch.optim import Optimizer
 
 from engine.evaluator import BaseMetric, Evaluator
 from engine.logging import MessageHub, MMLogger
+from engine.optim import OptimWrapper, OptimWrapperDict, _ParamScheduler
+from engine.optim.builder import build_optim_wrapper as _build_optim_wrapper
 from engine.registry import EVALUATOR, LOG_PROCESSORS, LOOPS, VISUALIZERS
 from engine.runner.build import build_dataloader as _build_dataloader
-from engine.runner.build import build_hook, build_hooks, parse_train_cfg
+from engine.runner.build import build_hook, build_hooks, build_schedules, parse_train_cfg
 from engine.runner.build_objects import build_model as _build_model
 from engine.runner.build_objects import build_object, resolve_type
 from engine.runner.log_processor import LogProcessor
@@ -46,6 +50,28 @@ def build_model(runner: Any, model: Any) -> nn.Module:
     return model if isinstance(model, nn.Module) else _build_model(model)
 
 
+def build_optim_wrapper(runner: Any, optim_wrapper: Any) -> OptimWrapper | OptimWrapperDict:
+    """A built wrapper as it is; a dict of built wrappers as an `OptimWrapperDict`; else one
+    built for this run's model (`engine.optim.build_optim_wrapper`)."""
+    if not isinstance(optim_wrapper, dict | OptimWrapper | OptimWrapperDict | Optimizer):
+        raise TypeError(
+            "optimizer wrapper should be an OptimWrapper, a torch optimizer or a dict, "
+            f"got {type(optim_wrapper).__name__}"
+        )
+    if isinstance(optim_wrapper, dict) and not {"type", "constructor", "optimizer"} & set(
+        optim_wrapper
+    ):
+        built = [isinstance(v, OptimWrapper) for v in optim_wrapper.values()]
+        if all(built):
+            return OptimWrapperDict(**optim_wrapper)
+        if any(built):
+            raise ValueError(
+                "each item mush be an optimizer object when 'type' and 'constructor' are not "
+                f"in optimizer; got {sorted(optim_wrapper)} mixing built wrappers and dicts"
+            )
+    return _build_optim_wrapper(runner._raw_model, optim_wrapper, runner.accelerator)
+
+
 def scale_lr(runner: Any, optim_wrapper: Any, auto_scale_lr: dict | None = None) -> None:
     """Scale every lr of `optim_wrapper` by global batch / ``base_batch_size`` when
     ``auto_scale_lr['enable']`` (the global batch of this run's train_dataloader)."""
@@ -54,6 +80,51 @@ def scale_lr(runner: Any, optim_wrapper: Any, auto_scale_lr: dict | None = None)
             f"auto_scale_lr needs base_batch_size when enabled, got {auto_scale_lr}"
         )
     _scale_lr(optim_wrapper, auto_scale_lr, runner.train_dataloader, runner.world_size)
+
+
+def build_param_scheduler(runner: Any, scheduler: Any) -> list | dict:
+    """MMEngine's stateful schedulers over ``runner.optim_wrapper`` (built first).
+
+    Args:
+        scheduler: a scheduler, a dict such as ``dict(type='MultiStepLR', milestones=[1])``,
+            a list of them, or for an `OptimWrapperDict` a dict of those keyed by member.
+
+    Returns:
+        A list of schedulers (each stepping its optimizer when ``step()`` is called), or a
+        dict of such lists per member. An open ``end`` becomes the run's length and
+        ``convert_to_iter_based=True`` converts with this run's iterations per epoch.
+    """
+    wrapper = runner.optim_wrapper
+    assert isinstance(wrapper, OptimWrapper | OptimWrapperDict), (
+        "`build_optim_wrapper` should be called before `build_param_scheduler`: "
+        f"runner.optim_wrapper is a {type(wrapper).__name__}"
+    )
+    loader = runner.train_dataloader
+    per_epoch = len(loader) if loader is not None and hasattr(loader, "__len__") else 1
+    limits = (runner.max_epochs, runner.max_iters)
+
+    def bound(cfg: Any, member: Any) -> list:
+        items = list(cfg) if isinstance(cfg, list | tuple) else [cfg]
+        # Built stateful schedulers stay as they are; the others get their stateful twin.
+        return [
+            item
+            if isinstance(item, _ParamScheduler)
+            else _stateful(build_schedules([item], per_epoch, *limits)[0], member)
+            for item in items
+        ]
+
+    if isinstance(wrapper, OptimWrapper):
+        return bound(scheduler, wrapper)
+    if isinstance(scheduler, dict) and "type" not in scheduler:
+        return {name: bound(cfg, wrapper[name]) for name, cfg in scheduler.items()}
+    return {name: bound(scheduler, member) for name, member in wrapper.items()}
+
+
+def _stateful(schedule: Any, optimizer: Any) -> _ParamScheduler:
+    fields = dataclasses.fields(schedule)
+    return type(schedule)(
+        optimizer, **{f.name: getattr(schedule, f.name) for f in fields if f.init}
+    )
 
 
 def build_evaluator(runner: Any, evaluator: Any) -> Evaluator:
