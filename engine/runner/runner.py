@@ -49,11 +49,17 @@ from engine.runner.build import build_evaluator, build_hooks, build_schedules, p
 from engine.runner.build_objects import build_model, check_model_arg
 from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.log_setup import setup_logging
+from engine.runner.loop_objects import eval_autocast
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.run_folder import config_dict, new_run_folder, write_config
 from engine.runner.runner_attributes import RunnerAttributes
-from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
+from engine.runner.runner_options import (
+    MissingComponentError,
+    accelerator_kwargs,
+    scale_lr,
+    unused_arguments,
+)
 from engine.runner.summary import summary_lines
 from engine.runner.trackers import check_trackers_installed, flat_hparams
 from engine.runner.train_state import TrainState, updates_done
@@ -267,7 +273,10 @@ class Runner(RunnerAttributes):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             them = "it" if len(missing) == 1 else "them"
-            raise ValueError(f"train() needs {', '.join(missing)}; pass {them} to Runner(...)")
+            raise MissingComponentError(
+                f"train() needs {', '.join(missing)}, which should not be None; "
+                f"pass {them} to Runner(...)"
+            )
         if (self.val_dataloader is None) != (self.val_evaluator is None):
             given, lacking = (
                 ("val_dataloader", "val_evaluator")
@@ -308,17 +317,23 @@ class Runner(RunnerAttributes):
     def val(self) -> dict:
         """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
         if self.val_dataloader is None or self.val_evaluator is None:
-            raise ValueError("val() needs val_dataloader and val_evaluator")
+            raise MissingComponentError(
+                "val() needs val_dataloader and val_evaluator, which should not be None"
+            )
         self._load_checkpoint(weights_only=True)
-        self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
+        with eval_autocast(self, self.val_cfg):  # val_cfg=dict(fp16=True), as MMEngine
+            self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
         return self.last_metrics
 
     def test(self) -> dict:
         """Evaluate on ``test_dataloader`` with ``test_evaluator``; returns the metrics."""
         if self.test_dataloader is None or self.test_evaluator is None:
-            raise ValueError("test() needs test_dataloader and test_evaluator")
+            raise MissingComponentError(
+                "test() needs test_dataloader and test_evaluator, which should not be None"
+            )
         self._load_checkpoint(weights_only=True)
-        return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
+        with eval_autocast(self, self.test_cfg):
+            return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
 
     def _load_checkpoint(self, weights_only: bool = False) -> None:
         """Load ``load_from``/``resume`` before whatever runs first: all of it for training,
