@@ -25,6 +25,7 @@ from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
 from engine.hooks.signal_hook import handling_signals
 from engine.model.base_model import check_forward_takes_mode
 from engine.model.compilation import compile_model
+from engine.model.sync_batchnorm import revert_sync_batchnorm
 from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
@@ -188,6 +189,8 @@ class Runner(RunnerAttributes):
         unused_arguments(log_processor=log_processor, default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)
+        if self.accelerator.num_processes == 1:  # as MMEngine: SyncBN needs a process group
+            model = revert_sync_batchnorm(model)
         check_forward_takes_mode(model)
 
         self.train_cfg = parse_train_cfg(train_cfg) if train_cfg is not None else None
