@@ -8,6 +8,7 @@ from engine import BaseMetric, Hook, Runner
 from engine.evaluator import Evaluator
 from engine.hooks import IterTimerHook, RuntimeInfoHook
 from engine.optim import MultiStepLR, OptimWrapper, OptimWrapperDict, StepLR
+from engine.registry import RUNNERS
 from engine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, LogProcessor, ValLoop
 from models import ParamModel
 
@@ -122,3 +123,29 @@ def test_build_optim_wrapper_dict_of_built_wrappers():
     runner.optim_wrapper = both
     groups = runner.build_param_scheduler([dict(type="StepLR", step_size=1)])
     assert sorted(groups) == ["a", "b"] and isinstance(groups["b"][0], StepLR)
+
+
+def test_get_hooks_info_lists_each_events_hooks_in_call_order():
+    runner = _runner("builders_g")
+    runner._hooks = []
+    runner.register_hook(dict(type="IterTimerHook"))
+    runner.register_hook(RuntimeInfoHook())
+    info = runner.get_hooks_info()
+    block = (
+        "after_train_iter:\n(VERY_HIGH   ) RuntimeInfoHook" + " " * 20 + "\n"
+        "(NORMAL      ) IterTimerHook" + " " * 22 + "\n -------------------- "
+    )
+    assert block in info
+    assert "after_run" not in info  # neither hook handles it
+
+
+def test_runners_registry_builds_runner_type_from_cfg():
+    class MyRunner(Runner):
+        pass
+
+    RUNNERS.register_module(module=MyRunner, force=True)
+    cfg = dict(model=ParamModel(), work_dir=None, experiment_name="builders_h")
+    assert type(RUNNERS.build(cfg)) is Runner  # runner_type defaults to 'Runner'
+    assert type(RUNNERS.build({**cfg, "runner_type": "MyRunner"})) is MyRunner
+    with pytest.raises(KeyError, match="not registered"):
+        RUNNERS.build({**cfg, "runner_type": "Missing"})

@@ -105,6 +105,7 @@ class RunnerAttributes:
     register_hooks = _builders.register_hooks
     register_default_hooks = _builders.register_default_hooks
     register_custom_hooks = _builders.register_custom_hooks
+    get_hooks_info = _builders.get_hooks_info
 
     @property
     def _hooks(self) -> list:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from engine.evaluator import BaseMetric, Evaluator
+from engine.hooks.hook import EVENTS, PRIORITIES, priority_value
 from engine.logging import MessageHub, MMLogger
 from engine.optim import OptimWrapper, OptimWrapperDict, _ParamScheduler
 from engine.optim.builder import build_optim_wrapper as _build_optim_wrapper
@@ -292,3 +293,23 @@ def register_hooks(runner: Any, default_hooks: dict | None = None,
                    custom_hooks: list | None = None) -> None:  # fmt: skip
     register_default_hooks(runner, default_hooks)
     register_custom_hooks(runner, custom_hooks or [])
+
+
+def get_hooks_info(runner: Any) -> str:
+    """The hooks each event calls, in call order, as MMEngine prints them::
+
+    after_train_iter:
+    (VERY_HIGH   ) RuntimeInfoHook
+    ...
+    """
+    names = {value: name for name, value in PRIORITIES.items()}
+    blocks = []
+    for event in EVENTS:
+        lines = []
+        for handler in runner.hooks.handlers(event):  # the hooks that handle `event`
+            hook = handler.__self__
+            value = priority_value(hook.priority)
+            lines.append(f"({names.get(value, value):<12}) {type(hook).__name__:<35}")
+        if lines:
+            blocks.append(f"{event}:\n" + "\n".join(lines) + "\n -------------------- ")
+    return "\n".join(blocks)
