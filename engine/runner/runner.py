@@ -277,8 +277,8 @@ class Runner(RunnerAttributes):
         if missing:
             them = "it" if len(missing) == 1 else "them"
             raise MissingComponentError(
-                f"train() needs {', '.join(missing)}, which should not be None; "
-                f"pass {them} to Runner(...)"
+                f"train() needs {', '.join(missing)}; pass {them} to Runner(...) "
+                "(they should not be None)"
             )
         if (self.val_dataloader is None) != (self.val_evaluator is None):
             given, lacking = (
