@@ -81,6 +81,13 @@ class EarlyStoppingHook(Hook):
         self.best_score, self.wait_count = value, 0
         return None
 
+    def before_run(self, runner: Any) -> None:
+        loop = getattr(runner, "train_loop", None)
+        assert loop is None or hasattr(loop, "stop_training"), (
+            f"EarlyStoppingHook needs runner.train_loop.stop_training; {type(loop).__name__} "
+            "has none"
+        )
+
     def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         metrics = metrics or {}
         if self.monitor not in metrics:

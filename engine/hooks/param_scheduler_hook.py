@@ -24,12 +24,15 @@ class ParamSchedulerHook(Hook):
 
     Args:
         schedules: a list of schedules, or for an `OptimWrapperDict` a dict of such
-            lists keyed by member name.
+            lists keyed by member name. None (MMEngine's ``ParamSchedulerHook()``): the
+            Runner gives its own; outside one, the stateful schedulers in
+            ``runner.param_schedulers`` are stepped as MMEngine does (iteration schedulers
+            after each iteration, epoch ones after each epoch, plateau ones on the metrics).
     """
 
     priority = "LOW"
 
-    def __init__(self, schedules: list | dict) -> None:
+    def __init__(self, schedules: list | dict | None = None) -> None:
         self.schedules = schedules
         self._last_step = -1
         self._chains: dict = {}  # per member: each parameter's ScheduleChain
@@ -51,6 +54,8 @@ class ParamSchedulerHook(Hook):
 
     def _trackers(self) -> dict[str, PlateauTracker]:
         """One tracker per plateau schedule, keyed '<member>/<index>' (JSON-friendly)."""
+        if self.schedules is None:
+            return self._plateaus
         for name, schedules in self._groups():
             for i, s in enumerate(schedules):
                 key = f"{name}/{i}"
@@ -75,6 +80,8 @@ class ParamSchedulerHook(Hook):
         self._last_step = step
 
     def before_train(self, runner) -> None:
+        if self.schedules is None:
+            return  # stateful schedulers start at their construction values
         loader, ow = getattr(runner, "train_dataloader", None), runner.optim_wrapper
         first = getattr(ow, "optim_wrappers", None)
         first = next(iter(first.values())) if first else ow
@@ -97,16 +104,24 @@ class ParamSchedulerHook(Hook):
         self._apply(runner, runner.state.epoch)
 
     def after_train_epoch(self, runner) -> None:
+        if self.schedules is None:
+            return _step_stateful(runner, lambda s: s.by_epoch)
         self._apply(runner, runner.state.epoch + 1)
 
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        if runner.state.step != self._last_step:
+        if self.schedules is None:
+            _step_stateful(runner, lambda s: not s.by_epoch)
+        elif runner.state.step != self._last_step:
             self._apply(runner, runner.state.epoch)
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         """Plateau schedules judge this validation's metrics (inside their [begin, end))."""
+        if self.schedules is None:
+            if metrics:
+                _step_stateful(runner, lambda s: getattr(s, "need_val_args", False), metrics)
+            return
         trackers = self._trackers()
         if not trackers or not metrics or getattr(runner, "optim_wrapper", None) is None:
             return
@@ -126,3 +141,20 @@ class ParamSchedulerHook(Hook):
         for key, saved in state.get("plateaus", {}).items():
             if key in trackers:
                 trackers[key].load_state_dict(saved)
+
+
+def _step_stateful(runner: Any, chosen: Any, *args: Any) -> None:
+    """``scheduler.step(*args)`` for each of ``runner.param_schedulers`` that `chosen` picks."""
+    schedulers = getattr(runner, "param_schedulers", None)
+    if schedulers is None:
+        return
+    groups = schedulers.values() if isinstance(schedulers, dict) else [schedulers]
+    if not all(isinstance(group, list) for group in groups):
+        raise TypeError(
+            "runner.param_schedulers should be list of ParamScheduler or a dict containing "
+            f"list of ParamScheduler, got {type(schedulers).__name__}"
+        )
+    for group in groups:
+        for scheduler in group:
+            if chosen(scheduler):
+                scheduler.step(*args)

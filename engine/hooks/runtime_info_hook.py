@@ -66,7 +66,12 @@ class RuntimeInfoHook(Hook):
             return
         hub.update_info("iter", runner.iter)
         optim_wrapper = getattr(runner, "optim_wrapper", None)
-        for name, lrs in (optim_wrapper.get_lr() if optim_wrapper is not None else {}).items():
+        lrs_by_name = optim_wrapper.get_lr() if optim_wrapper is not None else {}
+        assert isinstance(lrs_by_name, dict), (
+            "runner.optim_wrapper.get_lr() should return a dict of lr lists, "
+            f"got {type(lrs_by_name).__name__}"
+        )
+        for name, lrs in lrs_by_name.items():
             hub.update_scalar(f"train/{name}", lrs[0])
 
     def after_train_iter(

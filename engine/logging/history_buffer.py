@@ -107,7 +107,10 @@ class HistoryBuffer:
         """Mean of the last `window_size` values (all when None), weighted by their counts."""
         values = self._window(window_size)
         counts = list(self._count)[-len(values) :] if values else []
-        return float(sum(values) / max(sum(counts), 1)) if values else float("nan")
+        if not values:
+            return float("nan")
+        # numpy's summation (as MMEngine's buffer), so the mean is bitwise the same as there.
+        return float(np.asarray(values).sum() / max(np.asarray(counts).sum(), 1))
 
     def current(self) -> float:
         """The latest value; an error when empty."""

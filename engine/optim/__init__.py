@@ -8,10 +8,11 @@ from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optim_wrapper_dict import OptimWrapperDict
 from engine.optim.scheduler import *  # noqa: F403
 from engine.optim.scheduler import __all__ as _scheduler_names
+from engine.optim.scheduler.stateful import _ParamScheduler  # MMEngine's scheduler base name
 from engine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS  # MMEngine exports them here
 
 __all__ = [
     "OptimWrapper", "OptimWrapperDict", "build_optim_wrapper", *_scheduler_names,
     "AmpOptimWrapper", "ApexOptimWrapper", "DefaultOptimWrapperConstructor",
-    "OPTIMIZERS", "OPTIM_WRAPPER_CONSTRUCTORS",
+    "OPTIMIZERS", "OPTIM_WRAPPER_CONSTRUCTORS", "_ParamScheduler",
 ]  # fmt: skip

@@ -6,7 +6,18 @@ Consulted only where the Runner turns dicts into objects (`engine.runner.build`)
 from engine.registry.default_scope import DefaultScope, init_default_scope
 from engine.registry.registry import Registry, build_from_cfg
 
-RUNNERS = Registry("runner")
+
+def build_runner_from_cfg(cfg: dict, registry: Registry) -> object:
+    """MMEngine's ``RUNNERS.build(cfg)``: ``cfg.runner_type`` (default ``'Runner'``, which
+    `engine.runner` registers) built with its ``from_cfg(cfg)``."""
+    kind = cfg.get("runner_type", "Runner")
+    runner_cls = registry.get(kind) if isinstance(kind, str) else kind
+    if runner_cls is None:
+        raise KeyError(f"runner_type {kind!r} is not registered in RUNNERS")
+    return runner_cls.from_cfg(cfg)
+
+
+RUNNERS = Registry("runner", build_func=build_runner_from_cfg)
 RUNNER_CONSTRUCTORS = Registry("runner constructor")
 LOOPS = Registry("loop")
 HOOKS = Registry("hook")

@@ -1,6 +1,7 @@
 """`Runner`, the loop functions, `TrainState`, and the Accelerator's set-up."""
 
 from engine.checkpoint import find_latest_checkpoint, save_checkpoint
+from engine.registry import RUNNERS
 from engine.runner.amp import autocast
 from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
@@ -16,6 +17,8 @@ from engine.runner.resume import load_checkpoint
 from engine.runner.run_loop import run_loop
 from engine.runner.runner import Runner
 from engine.runner.train_state import TrainState
+
+RUNNERS.register_module(module=Runner, force=True)  # found by name: build_runner_with_tta
 
 __all__ = [
     "BaseLoop",

@@ -7,11 +7,19 @@ these objects are the views MMEngine hooks read (``runner.train_loop.iter``,
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
 from engine.runner import loops
+
+
+def eval_autocast(runner: Any, cfg: dict | None) -> Any:
+    """float16 autocast on the run's device when ``cfg`` (a val/test cfg) says ``fp16=True``."""
+    if not (cfg or {}).get("fp16", False):
+        return contextlib.nullcontext()
+    return torch.autocast(runner.accelerator.device.type, dtype=torch.float16)
 
 
 class BaseLoop:
@@ -118,10 +126,7 @@ class _EvalLoop(BaseLoop):
     def run(self) -> dict:
         """Evaluate the model now (no checkpoint is loaded: see ``Runner.val()``/``test()``);
         ``fp16=True`` runs the steps under float16 autocast, as MMEngine's ``test_cfg``."""
-        if not self.fp16:
-            return loops.evaluate(self._runner, self.dataloader, self.evaluator, self.mode)
-        device = self._runner.accelerator.device
-        with torch.autocast(device.type, dtype=torch.float16):
+        with eval_autocast(self._runner, {"fp16": self.fp16}):
             return loops.evaluate(self._runner, self.dataloader, self.evaluator, self.mode)
 
 

@@ -230,11 +230,12 @@ def evaluate(runner: Any, dataloader: Any, evaluator: Any, mode: str = "val") ->
     `evaluator`, and return its metrics. The model's train/eval mode is restored."""
     if mode not in ("val", "test"):
         raise ValueError(f"evaluate mode must be 'val' or 'test', got {mode!r}")
-    hooks, model, accelerator = runner.hooks, runner.model, runner.accelerator
+    hooks = runner.hooks
+    hooks.call(f"before_{mode}", runner)  # may replace runner.model (PrepareTTAHook)
+    model, accelerator = runner.model, runner.accelerator
     steps = step_owner(model, accelerator)
     step_fn = steps.val_step if mode == "val" else steps.test_step
     was_training = model.training
-    hooks.call(f"before_{mode}", runner)
     hooks.call(f"before_{mode}_epoch", runner)
     model.eval()
     autocast = accelerator.autocast if accelerator is not None else _no_autocast

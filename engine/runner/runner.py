@@ -25,6 +25,7 @@ from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
 from engine.hooks.signal_hook import handling_signals
 from engine.model.base_model import check_forward_takes_mode
 from engine.model.compilation import compile_model
+from engine.model.sync_batchnorm import revert_sync_batchnorm
 from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
@@ -49,6 +50,7 @@ from engine.runner.build import build_evaluator, build_hooks, build_schedules, p
 from engine.runner.build_objects import build_model, check_model_arg
 from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.log_setup import setup_logging
+from engine.runner.loop_objects import eval_autocast
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.run_folder import (
@@ -58,7 +60,12 @@ from engine.runner.run_folder import (
     write_config,
 )
 from engine.runner.runner_attributes import RunnerAttributes
-from engine.runner.runner_options import accelerator_kwargs, scale_lr, unused_arguments
+from engine.runner.runner_options import (
+    MissingComponentError,
+    accelerator_kwargs,
+    scale_lr,
+    unused_arguments,
+)
 from engine.runner.summary import summary_lines
 from engine.runner.trackers import check_trackers_installed, flat_hparams
 from engine.runner.train_state import TrainState, updates_done
@@ -188,6 +195,8 @@ class Runner(RunnerAttributes):
         unused_arguments(log_processor=log_processor, default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)
+        if self.accelerator.num_processes == 1:  # as MMEngine: SyncBN needs a process group
+            model = revert_sync_batchnorm(model)
         check_forward_takes_mode(model)
 
         self.train_cfg = parse_train_cfg(train_cfg) if train_cfg is not None else None
@@ -274,7 +283,10 @@ class Runner(RunnerAttributes):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             them = "it" if len(missing) == 1 else "them"
-            raise ValueError(f"train() needs {', '.join(missing)}; pass {them} to Runner(...)")
+            raise MissingComponentError(
+                f"train() needs {', '.join(missing)}; pass {them} to Runner(...) "
+                "(they should not be None)"
+            )
         if (self.val_dataloader is None) != (self.val_evaluator is None):
             given, lacking = (
                 ("val_dataloader", "val_evaluator")
@@ -316,18 +328,24 @@ class Runner(RunnerAttributes):
     def val(self) -> dict:
         """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
         if self.val_dataloader is None or self.val_evaluator is None:
-            raise ValueError("val() needs val_dataloader and val_evaluator")
+            raise MissingComponentError(
+                "val() needs val_dataloader and val_evaluator, which should not be None"
+            )
         self._load_checkpoint(weights_only=True)
-        self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
+        with eval_autocast(self, self.val_cfg):  # val_cfg=dict(fp16=True), as MMEngine
+            self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
         return self.last_metrics
 
     @discarding_unused_run_folder
     def test(self) -> dict:
         """Evaluate on ``test_dataloader`` with ``test_evaluator``; returns the metrics."""
         if self.test_dataloader is None or self.test_evaluator is None:
-            raise ValueError("test() needs test_dataloader and test_evaluator")
+            raise MissingComponentError(
+                "test() needs test_dataloader and test_evaluator, which should not be None"
+            )
         self._load_checkpoint(weights_only=True)
-        return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
+        with eval_autocast(self, self.test_cfg):
+            return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
 
     def _load_checkpoint(self, weights_only: bool = False) -> None:
         """Load ``load_from``/``resume`` before whatever runs first: all of it for training,

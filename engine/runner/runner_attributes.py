@@ -12,11 +12,10 @@ import logging
 from typing import Any
 
 from engine.config_dict import Config
+from engine.hooks.hook import HookList
 from engine.logging import MessageHub, MMLogger
-from engine.optim.builder import build_optim_wrapper
-from engine.registry import VISUALIZERS, DefaultScope
-from engine.runner.build import build_hook
-from engine.runner.build_objects import build_object
+from engine.registry import DefaultScope
+from engine.runner import runner_builders as _builders
 from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
     EpochBasedTrainLoop,
@@ -24,8 +23,8 @@ from engine.runner.loop_objects import (
     TestLoop,
     ValLoop,
 )
+from engine.runner.runner_builders import make_visualizer
 from engine.runner.runner_options import run_identity, runner_kwargs
-from engine.visualization import Visualizer
 
 
 class RunnerAttributes:
@@ -60,7 +59,7 @@ class RunnerAttributes:
         self._logger.setLevel(level)
         if acc.is_main_process:  # the other processes stay at WARNING (log_setup)
             logging.getLogger("engine").setLevel(level)
-        self.visualizer = _visualizer(visualizer, self.experiment_name, acc)
+        self.visualizer = make_visualizer(visualizer, self.experiment_name, acc)
         self.default_scope = scope
         self.log_processor = LogProcessor(
             **{k: v for k, v in (log_processor or {}).items() if k != "type"}
@@ -88,14 +87,42 @@ class RunnerAttributes:
         """Call event `fn_name` on every hook that handles it, in priority order."""
         self.hooks.call(fn_name, self, **kwargs)
 
-    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
-        """MMEngine's ``runner.build_optim_wrapper(cfg)``: a built wrapper as it is, else one
-        built for this run's model (``engine.optim.build_optim_wrapper``)."""
-        return build_optim_wrapper(self._raw_model, optim_wrapper, self.accelerator)
+    # MMEngine's public builders (engine.runner.runner_builders), bound as methods.
+    build_model = _builders.build_model
+    build_optim_wrapper = _builders.build_optim_wrapper
+    scale_lr = _builders.scale_lr
+    build_param_scheduler = _builders.build_param_scheduler
+    build_evaluator = _builders.build_evaluator
+    build_dataloader = _builders.build_dataloader
+    build_train_loop = _builders.build_train_loop
+    build_val_loop = _builders.build_val_loop
+    build_test_loop = _builders.build_test_loop
+    build_log_processor = _builders.build_log_processor
+    build_message_hub = _builders.build_message_hub
+    build_logger = _builders.build_logger
+    build_visualizer = _builders.build_visualizer
+    register_hook = _builders.register_hook
+    register_hooks = _builders.register_hooks
+    register_default_hooks = _builders.register_default_hooks
+    register_custom_hooks = _builders.register_custom_hooks
+    get_hooks_info = _builders.get_hooks_info
 
-    def register_hook(self, hook: Any, priority: int | str | None = None) -> None:
-        """Add a `Hook` (or ``dict(type=...)``), as MMEngine's ``runner.register_hook``."""
-        self.hooks.add(build_hook(hook), priority)
+    @property
+    def _hooks(self) -> list:
+        """MMEngine's name for the hooks in priority order (assignable, as its tests do)."""
+        return self.hooks.hooks
+
+    @_hooks.setter
+    def _hooks(self, hooks: list) -> None:
+        self.hooks = HookList(hooks)
+
+    @property
+    def experiment_name(self) -> str:
+        return self._experiment_name
+
+    @experiment_name.setter
+    def experiment_name(self, name: str) -> None:
+        self._experiment_name = name
 
     # -- counts: views of TrainState, as MMEngine's hooks see them ----------------------
     @property
@@ -125,21 +152,3 @@ class RunnerAttributes:
     @property
     def model_name(self) -> str:
         return type(getattr(self, "_raw_model", self.model)).__name__
-
-
-def _visualizer(cfg: Any, name: str, accelerator: Any) -> Visualizer:
-    """The run's Visualizer: a built one (given the accelerator), a dict, or a new one."""
-    if isinstance(cfg, Visualizer):
-        cfg.accelerator = cfg.accelerator or accelerator
-        return cfg
-    if isinstance(cfg, dict):
-        args = {k: v for k, v in cfg.items() if k != "type"}
-        args.setdefault("name", name)
-        if "type" in cfg and cfg["type"] not in ("Visualizer", Visualizer):
-            return build_object(cfg, VISUALIZERS, "visualizer", default_args={"name": name})
-        if Visualizer.check_instance_created(args["name"]):
-            return Visualizer.get_instance(args["name"])
-        return Visualizer.get_instance(accelerator=accelerator, **args)
-    if cfg is not None:
-        raise TypeError(f"visualizer must be a Visualizer or a dict, got {type(cfg).__name__}")
-    return Visualizer.get_instance(name, accelerator=accelerator)

@@ -34,6 +34,10 @@ ENGINE_ARGS = (
 )  # fmt: skip
 
 
+class MissingComponentError(ValueError, RuntimeError):
+    """train()/val()/test() without what they need (MMEngine raises a RuntimeError)."""
+
+
 def runner_kwargs(cfg: dict) -> dict:
     """The keyword arguments `Runner.from_cfg` passes: MMEngine's and engine's keys of `cfg`
     (others, such as ``_base_`` leftovers or ``dist_params``, are named and skipped)."""
