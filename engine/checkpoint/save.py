@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint.disk_errors import is_disk_error, write_failure
+from engine.checkpoint.data_position import data_seed, loader_length
 from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint.io import (
@@ -75,6 +75,7 @@ from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.model_source import describe_model
 from engine.checkpoint.model_weights import plain_state_dict
 from engine.checkpoint.node_local import gather_rng_states, is_shared
+from engine.checkpoint.publish import agree_or_raise, publish
 from engine.checkpoint.run_settings import run_settings
 from engine.checkpoint.sharded import is_sharded, save_sharded
 from engine.optim.optim_wrapper_dict import members, named_members
@@ -178,7 +179,7 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
     except Exception as err:
         error = err
-    _agree_or_raise(acc, error, tmp, name, work_dir)  # also the barrier before writing
+    agree_or_raise(acc, error, tmp, name, work_dir)  # also the barrier before writing
     if sharded:  # every process writes its own shards; none gathers the model
         if not is_shared(acc, work_dir):
             raise CheckpointError(
@@ -190,7 +191,7 @@ def save_checkpoint(
             save_sharded(tmp, runner._raw_model, optimizers)
         except Exception as err:
             error = err
-        _agree_or_raise(acc, error, tmp, name, work_dir)
+        agree_or_raise(acc, error, tmp, name, work_dir)
     try:
         if acc.is_main_process:
             if not sharded:
@@ -210,47 +211,17 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _agree_or_raise(acc, error, tmp, name, work_dir)
+    agree_or_raise(acc, error, tmp, name, work_dir)
     try:
         if acc.is_main_process:
             fsync_dir(tmp)
-            _publish(tmp, final)
+            publish(tmp, final)
             if update_last:
                 write_text_atomic(work_dir / LAST, name + "\n")
     except Exception as err:
         error = err
-    _agree_or_raise(acc, error, tmp, name, work_dir)
+    agree_or_raise(acc, error, tmp, name, work_dir)
     return final
-
-
-def _agree_or_raise(
-    acc: Any, error: Exception | None, tmp: Path, name: str, work_dir: Path
-) -> None:
-    """Meet the other processes and learn whether any failed; if one did, every process
-    raises (none is left waiting for the others in a barrier) and the partial folder goes:
-    work_dir stays as it was (a failed write, a full disk)."""
-    failed = error is not None
-    if acc.num_processes > 1:
-        from accelerate.utils import reduce
-
-        flag = torch.tensor([1.0 if failed else 0.0], device=acc.device)
-        failed = bool(reduce(flag, reduction="sum").item() > 0)
-    if not failed:
-        return
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if error is None:
-        raise CheckpointError(
-            f"saving checkpoint {name!r} in {work_dir} failed on another process; "
-            "the previous checkpoint is intact"
-        )
-    if isinstance(error, OSError) or is_disk_error(error):
-        # torch and safetensors wrap a full disk's OSError in their own errors
-        raise CheckpointError(
-            write_failure(f"saving checkpoint {name!r}", work_dir, error)
-            + "; the previous checkpoint is intact"
-        ) from error
-    raise error
 
 
 def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:
@@ -266,31 +237,6 @@ def runner_config(runner: Any) -> dict | None:
 
 def _write_optimizer(folder: Path, state: dict) -> None:
     torch_save(state, folder / OPTIMIZER)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename `tmp` to `final`; an existing `final` is moved aside, then deleted."""
-    old = final.with_name(f".old_{final.name}")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    fsync_dir(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def clean_partial_saves(work_dir: Path) -> None:
-    """Remove what an interrupted save left: ``.tmp_*`` folders, and ``.old_*`` ones whose
-    replacement was published (one whose replacement never appeared is put back)."""
-    for path in sorted(Path(work_dir).glob(".tmp_*")):
-        logger.info("Removing %s, left by an interrupted save", path)
-        shutil.rmtree(path, ignore_errors=True)
-    for old in sorted(Path(work_dir).glob(".old_*")):
-        final = old.with_name(old.name[len(".old_") :])
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.rename(final)
 
 
 def work_dir_of(runner: Any) -> Path:
@@ -322,33 +268,13 @@ def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
         "resumable": resumable,
         "num_processes": acc.num_processes,
         "train_batches": loader_length(getattr(runner, "train_dataloader", None)),
-        "data_seed": _data_seed(getattr(runner, "train_dataloader", None)),
+        "data_seed": data_seed(getattr(runner, "train_dataloader", None)),
         "seed": (getattr(runner, "randomness", None) or {}).get("seed"),
         "accumulative_counts": getattr(first, "accumulative_counts", None),
         "mixed_precision": str(acc.mixed_precision),
         "torch": torch.__version__,
         "settings": run_settings(runner),  # a resumed run reports what it changed
     }
-
-
-def loader_length(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def seedable_sampler(loader: Any) -> Any:
-    from accelerate.data_loader import SeedableRandomSampler
-
-    get = getattr(loader, "get_sampler", None)
-    sampler = get() if callable(get) else getattr(loader, "sampler", None)
-    return sampler if isinstance(sampler, SeedableRandomSampler) else None
-
-
-def _data_seed(loader: Any) -> int | None:
-    sampler = seedable_sampler(loader) if loader is not None else None
-    return None if sampler is None else int(sampler.initial_seed)
 
 
 # -- the model's weights -------------------------------------------------------------------

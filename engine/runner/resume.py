@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.checkpoint import rng
+from engine.checkpoint.data_position import loader_length, seedable_sampler
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint.io import (
     MODEL,
@@ -33,12 +34,10 @@ from engine.checkpoint.lock import holds as holds_lock
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_weights import load_state_into, load_weights
 from engine.checkpoint.node_local import agree_on_checkpoint
+from engine.checkpoint.publish import clean_partial_saves
 from engine.checkpoint.run_settings import changed_settings, run_settings
 from engine.checkpoint.save import (
     _optimizers,
-    clean_partial_saves,
-    loader_length,
-    seedable_sampler,
     stateful_hooks,
     work_dir_of,
 )

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.data_position import loader_length
 from engine.optim.optim_wrapper_dict import members
 from engine.runner.train_state import updates_done
 
@@ -73,7 +74,7 @@ def _data_parts(runner: Any) -> list[str]:
         loader = getattr(runner, f"{split}_dataloader", None)
         if loader is None:
             continue
-        size, batches = _len(getattr(loader, "dataset", None)), _len(loader)
+        size, batches = loader_length(getattr(loader, "dataset", None)), loader_length(loader)
         text = f"{split} {size:,} samples" if size is not None else f"{split} (size unknown)"
         if split == "train" and batches is not None:
             text += f" ({batches:,} batches per epoch per process)"
@@ -83,7 +84,7 @@ def _data_parts(runner: Any) -> list[str]:
 
 def _length(runner: Any) -> str:
     state, loader = runner.state, getattr(runner, "train_dataloader", None)
-    iters = state.total_iters(_len(loader))
+    iters = state.total_iters(loader_length(loader))
     epochs = state.max_epochs
     head = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
     if iters is None:
@@ -92,13 +93,6 @@ def _length(runner: Any) -> str:
     updates = updates_done(iters, acc, iters)
     text = f"{iters:,} iterations = {updates:,} optimizer updates"
     return f"{head} = {text}" if head else text
-
-
-def _len(obj: Any) -> int | None:
-    try:
-        return len(obj)
-    except TypeError:
-        return None
 
 
 def _version(*packages: str) -> str:
