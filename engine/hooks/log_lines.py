@@ -25,13 +25,6 @@ def position(
     return f"Epoch(train) [{epoch + 1}][{batch_idx + 1:>{len(str(length))}}/{length}]", left
 
 
-def loader_len(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:  # None, or an iterable without a length
-        return None
-
-
 def metric_number(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()

@@ -10,16 +10,17 @@ import datetime
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.checkpoint.data_position import loader_length
 from engine.checkpoint.disk_errors import write_failure
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
-from engine.hooks.log_lines import copy_logs, loader_len, metric_number, position
+from engine.hooks.log_lines import copy_logs, metric_number, position
+from engine.hooks.progress_bars import ProgressBars
 from engine.hooks.throughput_hook import ThroughputHook
 
 logger = logging.getLogger("engine")
@@ -101,9 +102,7 @@ class LoggerHook(Hook):
         self.progress_bar = progress_bar
         self.nonfinite_keys: list[str] = []
         self.last_scalars: dict[str, float] = {}
-        self._bar: Any = None
-        self._eval_bar: Any = None
-        self._show_bar: bool | None = None
+        self._bars = ProgressBars(progress_bar)
         self._write_failed = False  # scalars.jsonl could not be written (warned once)
         self._reset()
 
@@ -115,6 +114,11 @@ class LoggerHook(Hook):
         self._counts: dict[str, int] = {}
         self._iters, self._time, self._data_time = 0, 0.0, 0.0
         self._at = (0, 0, 0, 0)  # epoch, batch_idx, iter, step of the window's last iteration
+
+    @property
+    def _bar(self) -> Any:
+        """The open training bar, or None."""
+        return self._bars.train
 
     # -- training -------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -149,12 +153,12 @@ class LoggerHook(Hook):
         self._at = (state.epoch, batch_idx, state.iter, state.step)
         if state.iter % self.interval_exp_name == 0 and _is_main(runner):
             logger.info("Exp name: %s", getattr(runner, "experiment_name", None))
-        self._update_bar(runner, batch_idx)
+        self._bars.train_step(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
             length = self._train_len
             if length is _UNSET:  # len() of a prepared loader is not free
-                length = self._train_len = loader_len(getattr(runner, "train_dataloader", None))
+                length = self._train_len = loader_length(getattr(runner, "train_dataloader", None))
             if (batch_idx + 1) % self.interval == 0:
                 self._flush(runner, emit=True)
             elif length is not None and batch_idx + 1 == length:
@@ -167,12 +171,12 @@ class LoggerHook(Hook):
     def after_train_epoch(self, runner) -> None:
         if runner.state.max_epochs is not None and self._iters:  # epoch of unknown length
             self._flush(runner, emit=not self.ignore_last)
-        self._close_bar()
+        self._bars.close_train()
 
     def after_train(self, runner) -> None:
         if self._iters:  # stopped early, mid-window
             self._flush(runner, emit=not self.ignore_last)
-        self._close_bar()
+        self._bars.close_train()
 
     def _flush(self, runner, emit: bool) -> None:
         throughput = _throughput(runner)
@@ -201,7 +205,7 @@ class LoggerHook(Hook):
         self._reset()
         if not emit or not _is_main(runner):
             return
-        timer, length = _timer(runner), loader_len(getattr(runner, "train_dataloader", None))
+        timer, length = _timer(runner), loader_length(getattr(runner, "train_dataloader", None))
         head, left = position(runner.state, length, epoch, batch_idx, it)
         optim_wrapper = getattr(runner, "optim_wrapper", None)
         lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
@@ -234,11 +238,11 @@ class LoggerHook(Hook):
 
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
-        self._close_eval_bar()
+        self._bars.close_eval()
         self._log_metrics(runner, "val", metrics)
 
     def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
-        self._close_eval_bar()
+        self._bars.close_eval()
         self._log_metrics(runner, "test", metrics)
 
     def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
@@ -247,7 +251,7 @@ class LoggerHook(Hook):
         # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
         metrics = {k: metric_number(v) for k, v in (metrics or {}).items()}
         state = runner.state
-        length = loader_len(getattr(runner, f"{mode}_dataloader", None))
+        length = loader_length(getattr(runner, f"{mode}_dataloader", None))
         pos = f"[{length}/{length}]" if length is not None else ""
         by_epoch = state.max_epochs is not None
         if by_epoch and mode == "val":
@@ -265,7 +269,7 @@ class LoggerHook(Hook):
     # -- output ---------------------------------------------------------------
     def _emit(self, runner, line: str, record: dict, step: int) -> None:
         """Print `line`; append `record` to scalars.jsonl and send its numbers to trackers."""
-        if self._bar is not None:
+        if self._bars.train is not None:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
@@ -297,68 +301,16 @@ class LoggerHook(Hook):
             }
             accelerator.log(values, step=step)
 
-    def _update_bar(self, runner, batch_idx: int) -> None:
-        if self._bar is None:
-            if self._show_bar is None:  # decided once, not a syscall per iteration
-                self._show_bar = self._wants_bar()
-            if not self._show_bar or not _is_main(runner):
-                return
-            from tqdm.auto import tqdm
-
-            state = runner.state
-            if state.max_epochs is not None:
-                total = loader_len(getattr(runner, "train_dataloader", None))
-                desc, initial = f"Epoch {state.epoch + 1}", batch_idx
-            else:
-                total, desc, initial = state.max_iters, "Iter", state.iter - 1
-            self._bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stdout, leave=False)
-        self._bar.update(1)  # a host counter; tqdm redraws at most ~10 times a second
-
-    def _wants_bar(self) -> bool:
-        if self.progress_bar is not None:
-            return bool(self.progress_bar)
-        return sys.stdout.isatty() or in_notebook()
-
     # -- evaluation bars -------------------------------------------------------------
     def after_val_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        self._eval_bar_step(runner, "val")
+        self._bars.eval_step(runner, "val")
 
     def after_test_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
-        self._eval_bar_step(runner, "test")
-
-    def _eval_bar_step(self, runner, mode: str) -> None:
-        if self._eval_bar is None:
-            if self._show_bar is None:
-                self._show_bar = self._wants_bar()
-            if not self._show_bar or not _is_main(runner):
-                return
-            from tqdm.auto import tqdm
-
-            total = loader_len(getattr(runner, f"{mode}_dataloader", None))
-            self._eval_bar = tqdm(total=total, desc=mode, file=sys.stdout, leave=False)
-        self._eval_bar.update(1)
-
-    def _close_eval_bar(self) -> None:
-        if self._eval_bar is not None:
-            self._eval_bar.close()
-            self._eval_bar = None
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-def in_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel (where tqdm.auto draws widgets)."""
-    shell = sys.modules.get("IPython")
-    get = getattr(shell, "get_ipython", None)
-    ip = get() if callable(get) else None
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+        self._bars.eval_step(runner, "test")
 
 
 def _is_main(runner) -> bool:

@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from engine.hooks.logger_hook import LoggerHook, in_notebook
+from engine.hooks.logger_hook import LoggerHook
+from engine.hooks.progress_bars import in_notebook
 from engine.runner.runner import Runner
 from engine.runner.train_state import TrainState
 
