@@ -37,6 +37,9 @@ def main() -> int:
     parser.add_argument("-k", default=None, help="pytest -k expression")
     parser.add_argument("--show", action="store_true", help="list every failing test")
     args, extra = parser.parse_known_args()
+    # pytest's own order over the whole tests/ tree: a folder's tearDown can clear a registry
+    # that a later folder filled at import (test_checkpoint_hook clears METRICS).
+    args.folders = sorted(set(args.folders))
     tests = args.mmengine / "tests"
     if not tests.is_dir():
         parser.error(f"{args.mmengine} has no tests/ folder; give a checkout of MMEngine")
