@@ -173,3 +173,15 @@ def test_collection_across_processes_drops_padding(num_processes):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for bs in batch_sizes:
         assert f"RESULTS 13 batch_size={bs} processes={num_processes}" in proc.stdout
+
+
+def test_accuracy_top_k_as_the_evaluation_tutorial_spells_it():
+    # MMEngine's evaluation tutorial builds dict(type='Accuracy', top_k=(1, 5)).
+    evaluator = Evaluator(metrics=dict(type="Accuracy", top_k=(1, 2)))
+    samples = [dict(pred_score=s, gt_label=y) for s, y in zip(SCORES, LABELS)]
+    assert evaluator.offline_evaluate(samples, chunk_size=3) == {
+        "accuracy/top1": 50.0,
+        "accuracy/top2": 75.0,
+    }
+    with pytest.raises(ValueError, match="topk or top_k, not both"):
+        Accuracy(topk=(1, 2), top_k=(1, 5))

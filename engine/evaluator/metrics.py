@@ -44,6 +44,8 @@ class Accuracy(BaseMetric):
 
     Args:
         topk: One k or several; the keys are ``'top<k>'``.
+        top_k: The same, spelt as MMEngine's evaluation tutorial writes it
+            (``dict(type='Accuracy', top_k=(1, 5))``); give one of the two.
         collect_device: See :class:`BaseMetric`.
         prefix: Defaults to ``'accuracy'``.
 
@@ -61,8 +63,13 @@ class Accuracy(BaseMetric):
         topk: int | Sequence[int] = (1,),
         collect_device: str = "cpu",
         prefix: str | None = None,
+        top_k: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if top_k is not None:
+            if topk != (1,):
+                raise ValueError(f"give topk or top_k, not both (got {topk!r} and {top_k!r})")
+            topk = top_k
         self.topk = (topk,) if isinstance(topk, int) else tuple(topk)
         self._warned_nan = False
         if not self.topk or any(not isinstance(k, int) or k < 1 for k in self.topk):
