@@ -16,13 +16,15 @@ from engine.optim import (
     BaseOptimWrapper,
     DefaultOptimWrapperConstructor,
     LinearLR,
+    MultiStepLR,
     OptimWrapper,
+    OptimWrapperDict,
     ReduceOnPlateauLR,
     ZeroRedundancyOptimizer,
     build_optim_wrapper,
 )
 from engine.optim.accumulation import AccumulationWindows
-from engine.optim.scheduler import apply_schedules
+from engine.optim.scheduler import apply_schedules, build_schedule
 from engine.registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -199,6 +201,76 @@ def test_accumulation_windows_divide_the_last_window_by_its_size():
     ow = OptimWrapper(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1), accumulative_counts=4)
     ow._inner_count = 5  # MMEngine's private names are views of the windows
     assert ow.windows.count == 5 and ow.inner_count == 5 and ow._max_counts == -1
+
+
+# -- builders reach what ports register ----------------------------------------------------
+class _TwoMembers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gen, self.disc = nn.Linear(2, 2), nn.Linear(2, 1)
+
+
+class _PerMemberConstructor:
+    """MMEngine's multi-optimizer pattern: one constructor over a dict keyed by sub-module."""
+
+    def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
+        self.cfgs = optim_wrapper_cfg
+
+    def __call__(self, model):
+        return OptimWrapperDict(
+            **{
+                key: DefaultOptimWrapperConstructor(dict(cfg))(getattr(model, key))
+                for key, cfg in self.cfgs.items()
+            }
+        )
+
+
+def test_a_registered_constructor_builds_a_dict_keyed_by_sub_module():
+    OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=_PerMemberConstructor)
+    try:
+        ow = build_optim_wrapper(
+            _TwoMembers(),
+            dict(
+                gen=dict(optimizer=dict(type="SGD", lr=0.01)),
+                disc=dict(optimizer=dict(type="Adam", lr=0.02)),
+                constructor="_PerMemberConstructor",
+            ),
+        )
+    finally:
+        OPTIM_WRAPPER_CONSTRUCTORS.module_dict.pop("_PerMemberConstructor")
+    assert isinstance(ow, OptimWrapperDict)
+    assert (
+        type(ow["gen"].optimizer) is torch.optim.SGD
+        and type(ow["disc"].optimizer) is torch.optim.Adam
+    )
+    assert ow.get_lr() == {"gen.lr": [0.01], "disc.lr": [0.02]}
+
+
+def test_registered_wrapper_and_schedule_subclasses_are_built_by_name():
+    class FidWrapper(OptimWrapper):
+        pass
+
+    class FidMultiStep(MultiStepLR):
+        pass
+
+    OPTIM_WRAPPERS.register_module(module=FidWrapper)
+    PARAM_SCHEDULERS.register_module(module=FidMultiStep)
+    try:
+        model = nn.Linear(1, 1)
+        ow = build_optim_wrapper(
+            model,
+            dict(type="FidWrapper", optimizer=dict(type="SGD", lr=0.5), accumulative_counts=2),
+        )
+        schedule = build_schedule(dict(type="FidMultiStep", milestones=[1], gamma=0.1))
+    finally:
+        OPTIM_WRAPPERS.module_dict.pop("FidWrapper")
+        PARAM_SCHEDULERS.module_dict.pop("FidMultiStep")
+    assert type(ow) is FidWrapper and ow.accumulative_counts == 2
+    assert type(schedule) is FidMultiStep
+    apply_schedules(ow, [schedule], epoch=1, step=0)
+    assert ow.get_lr() == {"lr": [pytest.approx(0.05)]}  # 0.5 * 0.1 from epoch 1
+    with pytest.raises(ValueError, match="subclass registered in PARAM_SCHEDULERS"):
+        build_schedule(dict(type="FidMultiStep", milestones=[1]))  # unregistered again
 
 
 # -- ZeroRedundancyOptimizer --------------------------------------------------------------
