@@ -38,7 +38,9 @@ def build_optimizer(
     else:
         # torch.optim's names, engine's (ZeroRedundancyOptimizer) and any a port registered
         # with @OPTIMIZERS.register_module(), in the registry of the current DefaultScope
-        cls = OPTIMIZERS.get(kind) if isinstance(kind, str) else None
+        cls = None
+        if isinstance(kind, str):
+            cls = OPTIMIZERS.get(kind) or getattr(torch.optim, kind, None)
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             names = sorted(
                 n
