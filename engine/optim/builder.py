@@ -24,6 +24,12 @@ from engine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 __all__ = ["amp_precision", "build_optim_wrapper", "build_optimizer", "fast_implementation"]
 
+
+class OptimWrapperConfigError(ValueError, AssertionError):
+    """An ``optim_wrapper`` dict without what it needs. Also an AssertionError, which
+    MMEngine raises for it, so ported code that catches that keeps working."""
+
+
 _AMP_DTYPES = {None: "fp16", "float16": "fp16", "fp16": "fp16", "bfloat16": "bf16", "bf16": "bf16"}
 
 
@@ -85,8 +91,9 @@ def build_optim_wrapper(
             f"dict(optimizer=dict(type='SGD', lr=0.01)), got {type(cfg).__name__}"
         )
     if not cfg:
-        raise ValueError(
-            "optim_wrapper is an empty dict; expected dict(optimizer=dict(type='SGD', lr=0.01)) or one such dict per sub-module"
+        raise OptimWrapperConfigError(
+            "optim_wrapper is an empty dict; `optim_wrapper_cfg` must contain 'optimizer': "
+            "expected dict(optimizer=dict(type='SGD', lr=0.01)) or one such dict per sub-module"
         )
     cfg = dict(cfg)
     constructor = cfg.pop("constructor", None)
@@ -103,12 +110,10 @@ def build_optim_wrapper(
             "requires_grad=False (frozen); unfreeze some (requires_grad_(True)) before training"
         )
     if "optimizer" in cfg:
-        return _build_one(model, cfg, constructor, accelerator)
+        return _construct(model, cfg, constructor, accelerator)
     if constructor not in (None, "MultiOptimWrapperConstructor"):
-        raise ValueError(
-            f"optim_wrapper keyed by sub-modules takes constructor='MultiOptimWrapperConstructor' "
-            f"or none, got {constructor!r}"
-        )
+        # a port's constructor over the whole dict, MMEngine's pattern for several optimizers
+        return _construct(model, cfg, constructor, accelerator, OptimWrapperDict)
     children = dict(model.named_children())
     members = {}
     for name, sub_cfg in cfg.items():
@@ -122,7 +127,7 @@ def build_optim_wrapper(
         elif isinstance(sub_cfg, dict) and "optimizer" in sub_cfg:
             sub_cfg = dict(sub_cfg)
             sub_constructor = sub_cfg.pop("constructor", None)
-            members[name] = _build_one(children[name], sub_cfg, sub_constructor, accelerator)
+            members[name] = _construct(children[name], sub_cfg, sub_constructor, accelerator)
         else:
             raise TypeError(
                 f"optim_wrapper[{name!r}] must be an OptimWrapper or dict(optimizer=...), got {sub_cfg!r}"
@@ -130,31 +135,45 @@ def build_optim_wrapper(
     return OptimWrapperDict(**members)
 
 
-def _build_one(module: nn.Module, cfg: dict, constructor: Any, accelerator: Any) -> OptimWrapper:
-    """One wrapper through `DefaultOptimWrapperConstructor` or the user's constructor class."""
+def _construct(
+    module: nn.Module,
+    cfg: dict,
+    constructor: Any,
+    accelerator: Any,
+    expected: type = OptimWrapper,
+) -> Any:
+    """A wrapper built by `DefaultOptimWrapperConstructor` or the user's constructor (a
+    class, or a name registered in ``OPTIM_WRAPPER_CONSTRUCTORS``): MMEngine's
+    ``constructor(optim_wrapper_cfg, paramwise_cfg)(model)``; an `OptimWrapperDict` when
+    `expected` says so."""
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
-    if constructor is None or constructor == "DefaultOptimWrapperConstructor":
+    if constructor is None:
         constructor = DefaultOptimWrapperConstructor
-    elif isinstance(constructor, str) and OPTIM_WRAPPER_CONSTRUCTORS.get(constructor):
-        constructor = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor)  # ported, registered by name
+    elif isinstance(constructor, str):
+        found = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor)
+        if found is None:
+            # KeyError, as MMEngine's registry raises for a name it does not hold
+            raise KeyError(
+                f"optim_wrapper constructor {constructor!r} is unknown; pass the class itself "
+                "(dict(constructor=MyConstructor, ...)), 'DefaultOptimWrapperConstructor' or a "
+                "name registered in engine.registry.OPTIM_WRAPPER_CONSTRUCTORS"
+            )
+        constructor = found
     elif not callable(constructor):
-        # KeyError, as MMEngine's registry raises for a name it does not hold
-        raise KeyError(
-            f"optim_wrapper constructor {constructor!r} is unknown; pass the class itself "
-            "(dict(constructor=MyConstructor, ...)), 'DefaultOptimWrapperConstructor' or a name "
-            "registered in engine.registry.OPTIM_WRAPPER_CONSTRUCTORS"
-        )
+        raise TypeError(f"optim_wrapper constructor must be a class or a name, got {constructor!r}")
     built = constructor(cfg, paramwise_cfg)
-    if isinstance(built, DefaultOptimWrapperConstructor):
+    if type(built).__call__ is DefaultOptimWrapperConstructor.__call__:
         wrapper = built(module, accelerator)
-    else:
+    else:  # the port's own __call__(model)
         wrapper = built(module)
-        if accelerator is not None and wrapper.accelerator is None:
-            wrapper.attach(accelerator)
-    if not isinstance(wrapper, OptimWrapper):
+        members = wrapper.values() if isinstance(wrapper, OptimWrapperDict) else [wrapper]
+        for member in members:
+            if accelerator is not None and getattr(member, "accelerator", 0) is None:
+                member.attach(accelerator)
+    if not isinstance(wrapper, expected):
         raise TypeError(
             f"optim_wrapper constructor {type(built).__name__} returned {type(wrapper).__name__}; "
-            "expected an OptimWrapper"
+            f"expected an {expected.__name__}"
         )
     return wrapper
 

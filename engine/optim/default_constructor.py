@@ -22,17 +22,16 @@ Example (no weight decay on norms and biases):
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine.logging import current_logger
 from engine.optim.amp_optim_wrapper import AmpOptimWrapper
 from engine.optim.optim_wrapper import OptimWrapper
 from engine.optim.optimizer_builder import build_optimizer
-
-logger = logging.getLogger(__name__)
+from engine.registry import OPTIM_WRAPPERS
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)  # fmt: skip
 _PARAMWISE_KEYS = {
@@ -46,10 +45,11 @@ _WRAPPERS = {"OptimWrapper": OptimWrapper, "AmpOptimWrapper": AmpOptimWrapper}
 def wrapper_class(cfg: dict) -> type:
     """The wrapper class ``cfg`` names; a clear error for an unknown type or key."""
     kind = cfg.get("type", "OptimWrapper")
-    cls = kind if isinstance(kind, type) and issubclass(kind, OptimWrapper) else _WRAPPERS.get(kind)
-    if cls is None:
+    cls = kind if isinstance(kind, type) else _WRAPPERS.get(kind) or OPTIM_WRAPPERS.get(kind)
+    if not (isinstance(cls, type) and issubclass(cls, OptimWrapper)):
         raise ValueError(
-            f"optim_wrapper type {kind!r} is unknown; accepted: {', '.join(_WRAPPERS)} or an OptimWrapper class"
+            f"optim_wrapper type {kind!r} is unknown; accepted: {', '.join(_WRAPPERS)}, an "
+            "OptimWrapper class or one registered in engine.registry.OPTIM_WRAPPERS"
         )
     unknown = set(cfg) - WRAPPER_KEYS
     if unknown:
@@ -152,7 +152,7 @@ class DefaultOptimWrapperConstructor:
             full = f"{prefix}.{name}" if prefix else name
             if id(param) in seen:
                 if cfg.get("bypass_duplicate", False):
-                    logger.warning(
+                    current_logger().warning(
                         "%s is shared with an earlier module; skipped (bypass_duplicate=True)", full
                     )
                     continue
@@ -163,7 +163,7 @@ class DefaultOptimWrapperConstructor:
                 )
             seen.add(id(param))
             if not param.requires_grad:
-                logger.warning("%s is skipped since its requires_grad=False", full)
+                current_logger().warning("%s is skipped since its requires_grad=False", full)
                 continue
             group: dict[str, Any] = {"params": [param]}
             key = next((k for k in keys if k in f"{prefix}.{name}"), None)
@@ -182,7 +182,7 @@ class DefaultOptimWrapperConstructor:
             groups.append(group)
             extra = {k: v for k, v in group.items() if k != "params"}
             if extra:
-                logger.debug("paramwise_options -- %s: %s", full, extra)
+                current_logger().debug("paramwise_options -- %s: %s", full, extra)
         for child_name, child in module.named_children():
             self._add(groups, child, f"{prefix}.{child_name}" if prefix else child_name, seen)
 

@@ -18,14 +18,21 @@ import torch
 from torch import nn
 
 
+class ClipGradTypeError(TypeError, AssertionError):
+    """``clip_grad`` is not a dict. Also an AssertionError, which MMEngine raises for it, so
+    ported code that catches that keeps working."""
+
+
 def parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
     """``(kind, kwargs)`` for `clip_gradients` (kind ``'norm'`` or ``'value'``), or ``None``
     when ``clip_grad`` is ``None``; a clear error for anything else."""
     if clip_grad is None:
         return None
     if not isinstance(clip_grad, dict):
-        raise TypeError(
-            f"clip_grad must be a dict such as dict(max_norm=1.0) or dict(type='value', clip_value=1.0), got {type(clip_grad).__name__}"
+        raise ClipGradTypeError(
+            "clip_grad must be a dict such as dict(max_norm=1.0) or dict(type='value', "
+            f"clip_value=1.0), got {type(clip_grad).__name__}. If `clip_grad` is not None it "
+            "is that dict; None turns clipping off"
         )
     cfg = dict(clip_grad)
     kind = cfg.pop("type", "norm")

@@ -4,33 +4,40 @@ The wrapper is a thin layer over ``accelerator.backward``, ``no_sync``/``autocas
 ``clip_grad_norm_``, ``step`` and ``zero_grad``. It corrects one thing Accelerate gets
 wrong for us: ``accelerator.backward`` always divides the loss by a fixed
 ``gradient_accumulation_steps``, while an exact last window that holds ``r`` micro-batches
-must divide by ``r``. Clipping lives in `engine.optim.grad_clip`; `OptimWrapperDict` lives in
-`engine.optim.optim_wrapper_dict` and is re-exported here; building wrappers from MMEngine-style dicts
-lives in `engine.optim.builder`.
+must divide by ``r``. Elsewhere: the windows (`engine.optim.accumulation`), param groups,
+lr/momentum views and state (`engine.optim.base_optim_wrapper`), clipping (`grad_clip`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from engine.logging import MessageHub
 from engine.model.fsdp2 import set_gradient_sync
 from engine.model.wrappers import no_sync
+from engine.optim.accumulation import AccumulationWindows, apply_partial_window, warn_placement
+from engine.optim.base_optim_wrapper import BaseOptimWrapper
 from engine.optim.grad_clip import clip_gradients, grad_norm, parse_clip_grad
 from engine.optim.token_weighting import ItemWeighting
-
-logger = logging.getLogger(__name__)
 
 _NO_GRAD_NORM = None
 
 
-class OptimWrapper:
+def _window_view(name: str, doc: str) -> property:
+    """An attribute of the wrapper that reads and writes ``wrapper.windows.<name>``."""
+    return property(
+        lambda self: getattr(self.windows, name),
+        lambda self, value: setattr(self.windows, name, value),
+        doc=doc,
+    )
+
+
+class OptimWrapper(BaseOptimWrapper):
     """Backward, accumulation, clipping and stepping for one optimizer.
 
     Accumulation is exact: every update applies the mean gradient of the micro-batches
@@ -61,32 +68,16 @@ class OptimWrapper:
         accumulative_counts: int = 1,
         clip_grad: dict | None = None,
     ) -> None:
-        if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer (or one prepared by Accelerate), got {type(optimizer).__name__}"
-            )
-        if (
-            isinstance(accumulative_counts, bool)
-            or not isinstance(accumulative_counts, int)
-            or accumulative_counts < 1
-        ):
-            raise ValueError(
-                f"accumulative_counts must be an int >= 1, got {accumulative_counts!r}"
-            )
-        self.optimizer = optimizer
-        self.accumulative_counts = accumulative_counts
+        super().__init__(optimizer)
+        self.windows = AccumulationWindows(accumulative_counts)
         self.clip_grad = clip_grad
         self._clip = parse_clip_grad(clip_grad)
-        self._inner_count = 0
-        self._max_counts = -1
-        self._divisible_counts = -1
-        self._remainder_counts = -1  # MMEngine's "not initialised"
         self.last_grad_norm: torch.Tensor | None = _NO_GRAD_NORM
         self.accelerator = None
         self._accelerate_step_needed = False
         self._inner_optimizer = optimizer
         self._multi_process = False
-        self.base_param_settings = None  # MMEngine's attribute (DeepSpeed's extra group)
+        self._message_hub: MessageHub | None = None
         self._items = ItemWeighting()  # used when update_params gets num_items
         if accelerator is not None:
             self.attach(accelerator)
@@ -118,27 +109,11 @@ class OptimWrapper:
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
         """Place the accumulation window: ``init_counts`` micro-batches done of ``max_counts``.
 
-        Called by the loops from `TrainState` at the start and on resume.
+        Called by the loops from `TrainState` at the start and on resume; warns (to the
+        current `MMLogger`, as MMEngine) about a resume inside a window and about BatchNorm.
         """
-        self._inner_count = int(init_counts)
-        self._max_counts = int(max_counts)
-        if self.accumulative_counts > 1:
-            if init_counts % self.accumulative_counts != 0:
-                logger.warning(
-                    "Resumed iteration number %d is inside an accumulation window of %d: the "
-                    "window continues with the gradients it had before the interruption only "
-                    "if they were saved.",
-                    init_counts,
-                    self.accumulative_counts,
-                )
-            if model is not None and _has_batch_norm(model):
-                logger.warning(
-                    "Gradient accumulative with BatchNorm: statistics follow micro-batches, not windows."
-                )
-        self._remainder_counts = (
-            self._max_counts % self.accumulative_counts if self._max_counts > 0 else 0
-        )
-        self._divisible_counts = self._max_counts - self._remainder_counts
+        warn_placement(model, int(init_counts), self.windows.size)
+        self.windows.place(init_counts, max_counts)
 
     # -- the update ----------------------------------------------------------
     def update_params(
@@ -168,15 +143,8 @@ class OptimWrapper:
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """Divide by the size of the window this micro-batch belongs to."""
-        if self.accumulative_counts == 1:
-            return loss
-        return loss / self._window_divisor(self._inner_count)
-
-    def _window_divisor(self, count: int) -> int:
-        """Micro-batches in the window of micro-batch `count` (0-based), as planned."""
-        if self._max_counts > 0 and self._remainder_counts and count >= self._divisible_counts:
-            return self._remainder_counts
-        return self.accumulative_counts
+        windows = self.windows
+        return loss if windows.size == 1 else loss / windows.divisor(windows.count)
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Backward through Accelerate (loss scaler, DeepSpeed) and count the micro-batch."""
@@ -193,7 +161,7 @@ class OptimWrapper:
             # Accelerate divides by its own fixed step count; `scale_loss` has already
             # divided by the true window size, so undo Accelerate's division.
             acc.backward(loss * steps if steps != 1 else loss, **kwargs)
-        self._inner_count += 1
+        self.windows.count += 1
 
     def step(self, **kwargs: Any) -> None:
         """Clip (if configured) and step the optimizer."""
@@ -220,7 +188,7 @@ class OptimWrapper:
                 str(getattr(acc, "mixed_precision", "no")) != "fp16"
                 and kind not in ("FSDP", "DEEPSPEED", "XLA")
             )
-            params = (p for group in self.param_groups for p in group.get("params", ()))
+            params = (p for group in self.optimizer.param_groups for p in group.get("params", ()))
             plain = plain and not any(type(p).__name__ == "DTensor" for p in params)
             self._plain = plain
         return plain
@@ -234,29 +202,24 @@ class OptimWrapper:
             self.optimizer.zero_grad(**kwargs)
 
     # -- accumulation position ----------------------------------------------
-    @property
-    def inner_count(self) -> int:
-        """Micro-batches back-propagated since the run's start (restored on resume); for a
-        wrapper used every iteration, the iteration number (MMEngine's name)."""
-        return self._inner_count
-
     def should_update(self) -> bool:
         """True after the last micro-batch of a window (called after `backward`)."""
-        return (
-            self._inner_count % self.accumulative_counts == 0
-            or self._inner_count == self._max_counts
-        )
+        return self.windows.ends_window()
 
     def should_sync(self) -> bool:
         """True when the next micro-batch ends a window, so its gradients must be reduced."""
-        nxt = self._inner_count + 1
-        return nxt % self.accumulative_counts == 0 or nxt == self._max_counts
+        return self.windows.next_ends_window()
+
+    def apply_partial_window(self) -> bool:
+        """At the end of a run, apply an open window as an update of its own
+        (`engine.optim.accumulation.apply_partial_window`); True if one was applied."""
+        return apply_partial_window(self)
 
     def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """Autocast (from the Accelerator) and, on micro-batches that do not end a window,
         ``no_sync`` so distributed runs reduce gradients once per window."""
         acc = self.accelerator
-        sync = self.accumulative_counts == 1 or self.should_sync()
+        sync = self.windows.size == 1 or self.windows.next_ends_window()
         if acc is None:  # a hand-made DDP: its own no_sync, as MMEngine
             if not sync and callable(getattr(model, "no_sync", None)):
                 return model.no_sync()
@@ -269,43 +232,38 @@ class OptimWrapper:
             return acc.autocast() if acc.native_amp else _NULL_CONTEXT
         return _autocast_no_sync(acc, model)
 
-    # -- reading and state ---------------------------------------------------
+    # -- MMEngine's names ------------------------------------------------------
+    @property
+    def message_hub(self) -> MessageHub:
+        """The current `MessageHub` (MMEngine's attribute), unless one was assigned."""
+        return self._message_hub or MessageHub.get_current_instance()
+
+    @message_hub.setter
+    def message_hub(self, hub: MessageHub) -> None:
+        self._message_hub = hub
+
     @property
     def clip_grad_kwargs(self) -> dict | None:
         """The ``clip_grad`` dict given (MMEngine's name)."""
         return self.clip_grad
 
-    @property
-    def _accumulative_counts(self) -> int:
-        return self.accumulative_counts
+    # The accumulation position's names, MMEngine's private ones included (its tests and
+    # ported subclasses read and set them): views of `windows`.
+    accumulative_counts = _accumulative_counts = _window_view("size", "Micro-batches per update.")
+    inner_count = _inner_count = _window_view(
+        "count",
+        "Micro-batches back-propagated since the run's start (restored on resume); for a "
+        "wrapper used every iteration, the iteration number (MMEngine's name).",
+    )
+    max_counts = _max_counts = _window_view("max_counts", "Micro-batches of the run (-1: unknown).")
+    _remainder_counts = _window_view("remainder", "max_counts % accumulative_counts; -1: unplaced.")
 
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    @property
-    def defaults(self) -> dict:
-        return self.optimizer.defaults
-
-    def get_lr(self) -> dict[str, list[float]]:
-        return {"lr": [group["lr"] for group in self.param_groups]}
-
-    def get_momentum(self) -> dict[str, list[float]]:
-        values = []
-        for group in self.param_groups:
-            if "momentum" in group:
-                values.append(group["momentum"])
-            elif "betas" in group:
-                values.append(group["betas"][0])
-            else:
-                values.append(0.0)
-        return {"momentum": values}
-
+    # -- state -----------------------------------------------------------------
     def state_dict(self) -> dict:
-        """The optimizer's state dict (and, for fp16, the loss scaler's under
-        ``'loss_scaler'``, as MMEngine's AmpOptimWrapper). The accumulation position is
-        the run's (`TrainState.windows`), not the optimizer's."""
-        state = self.optimizer.state_dict()
+        """`BaseOptimWrapper.state_dict` (the optimizer's) and, for fp16, the loss scaler's
+        under ``'loss_scaler'``, as MMEngine's AmpOptimWrapper. The accumulation position
+        is the run's (`TrainState.windows`), not the optimizer's."""
+        state = super().state_dict()
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None:
             state = {**state, "loss_scaler": scaler.state_dict()}
@@ -316,46 +274,10 @@ class OptimWrapper:
         state = dict(state_dict)
         state.pop("accumulation", None)  # older engine checkpoints kept the position here
         scaler_state = state.pop("loss_scaler", None)
-        self.optimizer.load_state_dict(state)
+        super().load_state_dict(state)
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler_state is not None and scaler is not None:
             scaler.load_state_dict(scaler_state)
-
-    @property
-    def max_counts(self) -> int:
-        """Micro-batches of the whole run (-1 when unknown), MMEngine's name."""
-        return self._max_counts
-
-    def apply_partial_window(self) -> bool:
-        """At the end of a run, apply an open window's gradients as an update of its own.
-
-        A wrapper used on only some iterations (a discriminator trained every k-th one)
-        may end the run inside a window that `should_update` never closes. Its gradients
-        were divided by the window size used for them; they are rescaled to the mean over
-        the micro-batches really in the window (reduced across processes, which skipped
-        that under ``no_sync``), then the optimizer steps.
-
-        Returns:
-            True if an update was applied.
-        """
-        done = self._inner_count % self.accumulative_counts
-        if done == 0 or self._inner_count == self._max_counts:
-            return False
-        grads = [
-            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
-        ]
-        if not grads:
-            return False
-        factor = self._window_divisor(self._inner_count - 1) / done
-        if self._multi_process:
-            for grad in grads:
-                dist.all_reduce(grad)
-            factor /= self.accelerator.num_processes
-        if factor != 1:
-            torch._foreach_mul_(grads, factor)
-        self.step()
-        self.zero_grad()
-        return True
 
     def __repr__(self) -> str:
         return (
@@ -376,7 +298,3 @@ def _autocast_no_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
     # (whose train_step passes itself), or each wrapped child ('separate').
     with accelerator.autocast(), no_sync(accelerator, model):
         yield
-
-
-def _has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

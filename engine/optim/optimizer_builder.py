@@ -36,9 +36,11 @@ def build_optimizer(
     if isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer):
         cls = kind
     else:
-        cls = getattr(torch.optim, str(kind), None)
-        if cls is None and isinstance(kind, str):
-            cls = OPTIMIZERS.get(kind)  # a ported optimizer registered with @OPTIMIZERS
+        # torch.optim's names, engine's (ZeroRedundancyOptimizer) and any a port registered
+        # with @OPTIMIZERS.register_module(), in the registry of the current DefaultScope
+        cls = None
+        if isinstance(kind, str):
+            cls = OPTIMIZERS.get(kind) or getattr(torch.optim, kind, None)
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             names = sorted(
                 n

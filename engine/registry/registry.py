@@ -3,15 +3,21 @@
 engine resolves ``dict(type=...)`` at the Runner's edge (`engine.runner.build`): a class
 is used as given, engine's own names come from explicit tables there, and any other name
 is looked up in the registry MMEngine would use (``MODELS``, ``DATASETS``, ``METRICS``...).
-Nothing inside engine registers itself; these tables hold only what ported code registers.
+Nothing inside engine registers itself: a registry's ``module_dict`` holds only what
+ported code registered. Where MMEngine's registries know a library's classes from the
+start (``OPTIMIZERS`` knows torch.optim's), the package that owns them hands the registry a
+lookup with `add_fallback`, consulted after the registered names.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+from engine.registry.default_scope import DefaultScope
 
 
 class Registry:
@@ -21,8 +27,10 @@ class Registry:
         name: what it holds, e.g. ``'model'``.
         build_func: how `build` turns a config into an object; `build_from_cfg` if None.
         parent: a registry consulted for names this one lacks.
-        scope, locations: accepted for MMEngine's signature (engine has no scopes and
-            imports nothing on its own).
+        scope: the key under which a `DefaultScope` of that name finds this registry;
+            by default the top-level package of the module that makes it (MMEngine's rule),
+            so ``default_scope='mmdet'`` finds the registries a port of mmdet made.
+        locations: accepted for MMEngine's signature (engine imports nothing on its own).
 
     Example:
         >>> MODELS = Registry('model')
@@ -42,13 +50,32 @@ class Registry:
     ) -> None:
         self._name = name
         self._module_dict: dict[str, Any] = {}
+        self._fallbacks: list[Callable[[str], Any]] = []
         self.build_func = build_func or build_from_cfg
         self.parent = parent
-        self.children: dict[str, Registry] = {}  # registries made with this one as parent
+        # Registries made with this one as parent, keyed as MMEngine keys them (by scope)
+        # when the scope is given, else by name (an inferred scope is often shared).
+        self.children: dict[str, Registry] = {}
+        self._scope = scope if scope is not None else self.infer_scope()
         if parent is not None:
-            parent.children[name] = self
-        self._scope = scope or "engine"
+            parent.children[scope if scope is not None else name] = self
         self._locations = list(locations)
+
+    @staticmethod
+    def infer_scope() -> str:
+        """The top-level package of the module that called ``Registry(...)`` (``'engine'``
+        when there is none, e.g. in ``__main__``)."""
+        frame = inspect.currentframe()
+        caller = frame.f_back.f_back if frame and frame.f_back else None
+        module = caller.f_globals.get("__name__", "") if caller is not None else ""
+        top = module.split(".")[0]
+        return "engine" if top in ("", "__main__") else top
+
+    @staticmethod
+    def split_scope_key(key: str) -> tuple[str | None, str]:
+        """``'mmdet.ResNet'`` -> ``('mmdet', 'ResNet')``; ``'ResNet'`` -> ``(None, 'ResNet')``."""
+        scope, dot, name = key.partition(".")
+        return (scope, name) if dot else (None, key)
 
     @property
     def name(self) -> str:
@@ -62,6 +89,22 @@ class Registry:
     def module_dict(self) -> dict[str, Any]:
         return self._module_dict
 
+    @property
+    def root(self) -> Registry:
+        registry = self
+        while registry.parent is not None:
+            registry = registry.parent
+        return registry
+
+    def add_fallback(self, lookup: Mapping[str, Any] | Callable[[str], Any]) -> None:
+        """Consult `lookup` (a mapping, or a function of the name returning None when it
+        has none) for names nobody registered: a library's classes, known from the start.
+
+        Example:
+            >>> OPTIMIZERS.add_fallback(lambda name: getattr(torch.optim, name, None))
+        """
+        self._fallbacks.append(lookup.get if isinstance(lookup, Mapping) else lookup)
+
     def __len__(self) -> int:
         return len(self._module_dict)
 
@@ -72,13 +115,61 @@ class Registry:
         return f"Registry(name={self._name!r}, items={sorted(self._module_dict)})"
 
     def get(self, key: str) -> Any:
-        """The class registered as `key` (``'scope.Name'`` ignores the scope), or None."""
+        """The class registered as `key`, or None.
+
+        Searched in this registry, its fallbacks, then its parents'; while a `DefaultScope`
+        names a registry of this tree, that registry (and its parents) first, as MMEngine's
+        ``build`` does. ``'scope.Name'`` searches the registry of that scope; an unknown
+        scope (``'mmengine.SGD'``) is ignored.
+        """
         if not isinstance(key, str):
             return None
-        name = key.rsplit(".", 1)[-1]
-        if name in self._module_dict:
-            return self._module_dict[name]
-        return self.parent.get(name) if self.parent is not None else None
+        scope, name = self.split_scope_key(key)
+        if scope is not None:
+            scoped = self if scope == self._scope else self.root._search_child(scope)
+            return (scoped or self)._get_here_or_above(name)
+        scoped = self.scoped_registry()
+        if scoped is not self:
+            found = scoped._get_here_or_above(name)
+            if found is not None:
+                return found
+        return self._get_here_or_above(name)
+
+    def _get_here_or_above(self, name: str) -> Any:
+        registry = self
+        while registry is not None:
+            if name in registry._module_dict:
+                return registry._module_dict[name]
+            for lookup in registry._fallbacks:
+                found = lookup(name)
+                if found is not None:
+                    return found
+            registry = registry.parent
+        return None
+
+    def _search_child(self, scope: str) -> Registry | None:
+        """The registry of `scope` in the tree below this one (itself included), or None."""
+        if self._scope == scope:
+            return self
+        for child in self.children.values():
+            found = child._search_child(scope)
+            if found is not None:
+                return found
+        return None
+
+    def scoped_registry(self) -> Registry:
+        """The registry of the current `DefaultScope` in this tree, else this one."""
+        current = DefaultScope.get_current_instance()
+        if current is None or current.scope_name == self._scope:
+            return self
+        return self.root._search_child(current.scope_name) or self
+
+    @contextmanager
+    def switch_scope_and_registry(self, scope: str | None) -> Iterator[Registry]:
+        """MMEngine's: make `scope` current inside the block and yield its registry (this
+        one when the tree has none of that scope)."""
+        with DefaultScope.overwrite_default_scope(scope):
+            yield self.scoped_registry()
 
     def build(self, cfg: dict, *args: Any, **kwargs: Any) -> Any:
         return self.build_func(cfg, *args, **kwargs, registry=self)

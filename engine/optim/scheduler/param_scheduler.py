@@ -30,6 +30,7 @@ from engine.optim.scheduler.schedules import (
     _need,
 )
 from engine.optim.scheduler.stateful import _ParamScheduler
+from engine.registry import PARAM_SCHEDULERS
 
 
 def _variant(cls: type, suffix: str, param_name: str) -> type:
@@ -91,13 +92,25 @@ def build_schedule(cfg: dict | Schedule) -> Schedule:
     """Build a schedule from an MMEngine dict such as ``dict(type='LinearLR', end=5)``.
 
     Args:
-        cfg: The dict (``type`` is a schedule name above, or the class), or an
+        cfg: The dict (``type`` is a schedule name above, a schedule class, or the name of
+            a subclass a port registered in ``engine.registry.PARAM_SCHEDULERS``), or an
             already built schedule, which is returned unchanged.
     """
     if not isinstance(cfg, dict):
         return cfg
     kwargs = dict(cfg)
     kind = kwargs.pop("type", None)
-    cls = _BY_NAME.get(kind.__name__ if isinstance(kind, type) else str(kind))
-    _need(cls is not None, "type", kind, f"one of {', '.join(_BY_NAME)}")
+    if isinstance(kind, type) and issubclass(kind, tuple(_BY_NAME.values())):
+        cls = kind
+    else:
+        name = kind.__name__ if isinstance(kind, type) else str(kind)
+        cls = _BY_NAME.get(name) or PARAM_SCHEDULERS.get(name)
+        if not (isinstance(cls, type) and issubclass(cls, tuple(_BY_NAME.values()))):
+            cls = None  # a registered class that is not one of these schedules
+    _need(
+        cls is not None,
+        "type",
+        kind,
+        f"one of {', '.join(_BY_NAME)} or a subclass registered in PARAM_SCHEDULERS",
+    )
     return cls(**kwargs)

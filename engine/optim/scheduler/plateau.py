@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from engine.optim.scheduler.apply import read_value, write_value
 from engine.optim.scheduler.schedules import INF, _need, _Window
 from engine.optim.scheduler.stateful import _ParamScheduler
@@ -60,14 +62,18 @@ class ReduceOnPlateauLR(_Window):
     def _curve(self, t: int, base: float) -> float:
         return 1.0
 
-    def min_values(self, n_groups: int) -> list[float]:
-        if isinstance(self.min_value, Sequence):
-            if len(self.min_value) != n_groups:
-                raise ValueError(
-                    f"min_value has {len(self.min_value)} values; expected one per param group ({n_groups})"
-                )
-            return list(self.min_value)
-        return [self.min_value] * n_groups
+    def min_values(self, param_groups: list[dict]) -> list[float]:
+        """One lower bound per group. An optim wrapper's ``base_param_settings`` group (its
+        last, see `engine.optim.base_optim_wrapper`) takes the last given, as in MMEngine."""
+        if not isinstance(self.min_value, Sequence):
+            return [self.min_value] * len(param_groups)
+        base = bool(param_groups) and _is_base_settings(param_groups[-1])
+        n_groups = len(param_groups) - base
+        if len(self.min_value) != n_groups:
+            raise ValueError(
+                f"min_value has {len(self.min_value)} values; expected one per param group ({n_groups})"
+            )
+        return list(self.min_value) + list(self.min_value[-1:]) * base
 
     def is_better(self, value: float, best: float | None) -> bool:
         if best is None:
@@ -122,7 +128,7 @@ class PlateauTracker:
 
     def reduce(self, param_groups: list[dict], name: str) -> None:
         """Multiply every group's value by ``factor``, not below ``min_value``."""
-        lows = self.schedule.min_values(len(param_groups))
+        lows = self.schedule.min_values(param_groups)
         for group, low in zip(param_groups, lows):
             old = float(read_value(group, name))
             new = max(old * self.schedule.factor, low)
@@ -148,7 +154,7 @@ class _PlateauScheduler(_ParamScheduler):
 
     def _setup(self, optimizer: Any, last_step: int = -1, verbose: bool = False) -> None:
         super()._setup(optimizer, last_step, verbose)
-        self.min_values(len(optimizer.param_groups))  # checked now, not at the first reduction
+        self.min_values(optimizer.param_groups)  # checked now, not at the first reduction
         self.tracker = PlateauTracker(self)
         self._global_step = -1  # the constructor's step() makes it 0, as in MMEngine
 
@@ -176,6 +182,11 @@ class _PlateauScheduler(_ParamScheduler):
         if isinstance(tracker, dict):
             self.tracker = PlateauTracker(self)
             self.tracker.load_state_dict(tracker)
+
+
+def _is_base_settings(group: dict) -> bool:
+    # torch stores every group's params as a list; only MMEngine's base group holds a tensor
+    return isinstance(group.get("params"), torch.Tensor)
 
 
 ReduceOnPlateauLR._stateful_base = _PlateauScheduler
