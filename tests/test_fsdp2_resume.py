@@ -53,9 +53,10 @@ def _kill_when_ready(proc: subprocess.Popen, out: Path) -> int:
             assert proc.poll() is None, proc.communicate()[0][-5000:]
             assert time.monotonic() < deadline, "the run never reached iteration 10"
             time.sleep(0.2)
+    finally:  # on failure too: no worker is left sleeping
         for r in ready:
-            os.kill(int(r.read_text()), signal.SIGKILL)
-    finally:
+            if r.is_file() and r.read_text():
+                os.kill(int(r.read_text()), signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     return proc.returncode
@@ -148,3 +149,18 @@ def test_export_of_a_sharded_ema_checkpoint_writes_the_average(runs, tmp_path):
     full = torch.load(out / "full_full.pt", weights_only=True)
     exported = load_file(export_weights(out / "full" / "iter_16", tmp_path / "w.safetensors"))
     assert _equal(exported, full["ema"])  # the average of the last iteration, as unsharded
+
+
+def test_a_sharded_checkpoint_keeps_the_average_in_its_shards(runs):
+    from engine.checkpoint import CheckpointError
+    from engine.checkpoint.find import read_engine_state
+    from engine.checkpoint.sharded import ShardedEntry, with_sharded_entries
+
+    folder = runs[0] / "full" / "iter_8"
+    assert not (folder / "engine_tensors.safetensors").exists()  # no whole tensor in JSON
+    entry = with_sharded_entries(read_engine_state(folder), folder)["ema_state_dict"]
+    assert isinstance(entry, ShardedEntry)
+    steps = entry.load({"steps": torch.tensor(0)})["steps"]  # one process, no group
+    assert steps.item() == 4  # 8 iterations, accumulative_counts=2: 4 updates averaged
+    with pytest.raises(CheckpointError, match="ema_state_dict"):
+        entry.load({"module.missing.weight": torch.zeros(2)})

@@ -120,17 +120,25 @@ class ShardedEntry:
             CheckpointError: the checkpoint lacks one of `like`'s keys.
         """
         import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.api import CheckpointException
 
         state = {self.key: {k: v.detach().clone() for k, v in like.items()}}
         try:
             dcp.load(state, checkpoint_id=str(self.folder / SHARDED))
-        except Exception as err:  # DCP wraps a missing key in its own exception types
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except (CheckpointException, Exception) as err:  # DCP's is a BaseException
+            first = _last_line(err)
             raise CheckpointError(
                 f"{self.folder / SHARDED}: cannot read {self.key!r} into this run's state "
                 f"({first}); was it saved with the same model and hooks?"
             ) from None
         return state[self.key]
+
+
+def _last_line(err: BaseException) -> str:
+    """The message of `err` in one line: DCP's exceptions carry each rank's traceback, whose
+    last line names the cause."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def with_sharded_entries(checkpoint: dict, folder: Path) -> dict:
