@@ -32,6 +32,7 @@ from engine.checkpoint.io import (
     load_tensors,
     read_json,
 )
+from engine.checkpoint.sharded import has_sharded_state
 
 logger = logging.getLogger("engine")
 
@@ -121,12 +122,17 @@ def _pointed(work_dir: Path) -> Path | None:
         logger.warning("%s names no folder (%r); scanning %s instead", pointer, name, work_dir)
         return None
     folder = Path(name) if Path(name).is_absolute() else work_dir / name
-    if not (folder / STATE).is_file() or not (folder / OPTIMIZER).is_file():
+    if not (folder / STATE).is_file() or not _has_optimizer_state(folder):
         logger.warning(
             "%s names %r, which is not a complete checkpoint; scanning %s", pointer, name, work_dir
         )
         return None
     return folder
+
+
+def _has_optimizer_state(folder: Path) -> bool:
+    """Whether `folder` holds optimizer state: optimizer.pt, or DCP shards (sharded runs)."""
+    return (folder / OPTIMIZER).is_file() or has_sharded_state(folder)
 
 
 def _problem(folder: Path) -> str | None:
@@ -160,7 +166,7 @@ def find_latest_checkpoint(work_dir: str | Path, verify: bool = True) -> Path | 
     if pointed is not None:
         ordered = [pointed, *(p for p in ordered if p.resolve() != pointed.resolve())]
     for folder in ordered:
-        if (folder / OPTIMIZER).is_file() or not verify:
+        if _has_optimizer_state(folder) or not verify:
             problem = _problem(folder) if verify else None
             if problem is None:
                 return folder

@@ -77,7 +77,12 @@ from engine.checkpoint.model_weights import plain_state_dict
 from engine.checkpoint.node_local import gather_rng_states, is_shared
 from engine.checkpoint.publish import agree_or_raise, publish
 from engine.checkpoint.run_settings import run_settings
-from engine.checkpoint.sharded import is_sharded, save_sharded
+from engine.checkpoint.sharded import (
+    is_sharded,
+    pop_sharded_entries,
+    save_sharded,
+    sharded_model_state,
+)
 from engine.optim.optim_wrapper_dict import members, named_members
 
 logger = logging.getLogger("engine")
@@ -154,16 +159,13 @@ def save_checkpoint(
         "meta": _meta(runner, resumable),
     }
     # As in MMEngine, hooks see (and may replace) the model weights as checkpoint["state_dict"]:
-    # EMAHook puts the evaluated (averaged) weights there.
+    # EMAHook puts the evaluated (averaged) weights there. Sharded: each process's shards.
     sharded = is_sharded(runner._raw_model)
-    checkpoint["state_dict"] = {} if sharded else _model_state_dict(runner)
+    raw = runner._raw_model
+    checkpoint["state_dict"] = sharded_model_state(raw) if sharded else _model_state_dict(runner)
     runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
     model_state = checkpoint.pop("state_dict")
-    if sharded and model_state:
-        raise CheckpointError(
-            "a hook put whole-model weights (an EMA) into the checkpoint of a sharded model; "
-            "averaged models of sharded parameters are not supported yet: remove the EMAHook"
-        )
+    entries = pop_sharded_entries(checkpoint) if sharded else {}  # hook states of DTensors
     tensors: dict[str, torch.Tensor] = {}
     payload = encode(checkpoint, tensors, "checkpoint")
 
@@ -188,7 +190,7 @@ def save_checkpoint(
             )
         try:
             optimizers = _optimizers(runner) if resumable else {}
-            save_sharded(tmp, runner._raw_model, optimizers)
+            save_sharded(tmp, raw, optimizers, model_state, entries)
         except Exception as err:
             error = err
         agree_or_raise(acc, error, tmp, name, work_dir)

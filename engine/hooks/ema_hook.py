@@ -11,6 +11,9 @@ and checkpoint it.
   float32 average and ``steps`` with them), and resume restores both exactly.
 - Names are the plain model's (never DDP's ``module.``), so a checkpoint of a launched run
   resumes or evaluates in one process.
+- A sharded model (``model_wrapper='fsdp2'``): the average holds DTensors sharded like the
+  model, each process averages and swaps its own shards, and the checkpoint keeps the same
+  layout in its DCP shards (`engine.checkpoint.sharded`): resume is exact, and reshards.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.checkpoint.sharded import ShardedEntry
 from engine.hooks.hook import Hook
 from engine.model.averaged_model import (
     BaseAveragedModel,
@@ -29,6 +33,7 @@ from engine.model.averaged_model import (
     MomentumAnnealingEMA,
     StochasticWeightAverage,
 )
+from engine.model.sharded_copy import local_shards
 from engine.optim.optim_wrapper_dict import members
 
 logger = logging.getLogger("engine")
@@ -176,7 +181,7 @@ class EMAHook(Hook):
     def _swap(self) -> None:
         """Exchange the model's averaged tensors with the average's (MMEngine swaps on every
         call of the four evaluation events; the loops pair them)."""
-        live, averaged = self._live(), self._averaged()
+        live, averaged = local_shards(self._live()), local_shards(self._averaged())
         held = [t.clone() for t in live]
         torch._foreach_copy_(live, averaged)
         torch._foreach_copy_(averaged, held)
@@ -231,6 +236,8 @@ class EMAHook(Hook):
         resuming = bool(getattr(runner, "_resume", True))
         saved = checkpoint.get("ema_state_dict")
         weights = checkpoint.get("state_dict")
+        if isinstance(saved, ShardedEntry):  # a sharded checkpoint: read into our shardings
+            saved = saved.load(ema.state_dict()) if resuming else None
         if saved is not None and resuming:
             saved = dict(saved)
             own = self.src_model.state_dict(keep_vars=True)
@@ -243,7 +250,7 @@ class EMAHook(Hook):
                 else:
                     live = saved[key]
                     saved[key] = own[name].detach().clone()
-                    own[name].detach().copy_(live)
+                    local_shards([own[name].detach()])[0].copy_(local_shards([live])[0])
             ema.load_state_dict(saved, strict=self.strict_load)
             return
         if resuming:

@@ -10,7 +10,9 @@
   makes them) is skipped: weights and optimizer state (momentum, Adam's moments and step
   count) stay as they were, as if that window's batches had not been there. Checks log
   how many updates were skipped. The gradients, not each process's loss, decide: they are
-  reduced across processes already, so every process skips the same updates.
+  reduced across processes already, so every process skips the same updates. Sharded
+  (DTensor) gradients differ by process: each judges its own shards, and one all-reduce
+  of the flag per update makes them all skip alike.
 - ``'ignore'``: no hook, nothing is checked (MMEngine's behaviour).
 
 No host sync per iteration. The check runs at the log interval: with a `LoggerHook` it
@@ -200,6 +202,8 @@ class NanGuardHook(Hook):
         if not grads:
             return
         bad = _any_nonfinite(grads)
+        if _sharded(grads):  # a NaN in one process's shard must skip the update everywhere
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         self._skipped_now = bad if self._skipped_now is None else self._skipped_now + bad
         if self._skips_on_device(optimizer):
             optimizer.found_inf = bad  # the fused kernel skips the whole update on the device
@@ -259,6 +263,15 @@ def _any_nonfinite(tensors: list[torch.Tensor]) -> torch.Tensor:
         n.float().to(device) for ts in by_device.values() for n in torch._foreach_norm(ts, math.inf)
     ]
     return (~torch.isfinite(torch.stack(norms))).any().float()
+
+
+def _sharded(tensors: list[torch.Tensor]) -> bool:
+    """Whether `tensors` hold DTensor shards in a multi-process group."""
+    return (
+        any(hasattr(t, "to_local") for t in tensors)
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 def _torch_optimizers(optim_wrapper: Any) -> list[torch.optim.Optimizer]:

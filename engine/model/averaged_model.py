@@ -10,6 +10,11 @@ Parameter names never carry a distributed wrapper's ``module.``: the copy is of 
 model (DDP children are copied as their inner module), and sources are matched by the
 model's ``state_dict`` names, which engine keeps plain (`engine.model.wrappers`).
 
+A sharded model (FSDP2's DTensor parameters) is averaged shard by shard: the copy holds
+DTensors sharded like the model's (`engine.model.sharded_copy`), each process updates its
+own shards, and nothing is communicated. Such an average has no forward of its own;
+`EMAHook` evaluates it by swapping it into the model.
+
 Example:
     >>> ema = ExponentialMovingAverage(model, momentum=0.001)
     >>> for batch in loader:
@@ -28,6 +33,7 @@ from torch import Tensor, nn
 
 from engine.logging.mm_logger import current_logger
 from engine.model.base_module import is_model_wrapper
+from engine.model.sharded_copy import has_dtensors, local_shards, sharded_copy
 
 logger = logging.getLogger("engine")
 
@@ -48,7 +54,10 @@ class AveragedModelConfigError(ValueError, AssertionError):
 
 def plain_copy(model: nn.Module) -> nn.Module:
     """A deep copy of `model` in which every distributed wrapper (DDP, FSDP) is replaced by
-    a copy of the module it wraps, so the copy has the user's structure and names."""
+    a copy of the module it wraps, so the copy has the user's structure and names. A sharded
+    model (DTensor parameters) gets `sharded_copy`: its tensors, sharded alike, no forward."""
+    if has_dtensors(model):  # FSDP2 refuses deepcopy; the shards are what an average needs
+        return sharded_copy(model)
     memo: dict[int, Any] = {}
     wrappers = [m for m in model.modules() if is_model_wrapper(m)]
     for wrapper in wrappers[::-1]:  # innermost first, so nested wrappers resolve
@@ -192,7 +201,8 @@ class BaseAveragedModel(nn.Module):
     def _fold(self, model: nn.Module, average: bool, steps: int = 0) -> None:
         sources, buffers = self._sources(model)
         own = self.module.state_dict(keep_vars=True)
-        targets = self._targets(own)
+        # Each process averages its own shards of sharded (DTensor) tensors.
+        targets, sources = local_shards(self._targets(own)), local_shards(sources)
         device = targets[0].device if targets else None
         if any(s.device != device for s in sources):
             sources = [s.to(device) for s in sources]
@@ -208,7 +218,8 @@ class BaseAveragedModel(nn.Module):
                 self._average([t for t, _ in floating], [s for _, s in floating], steps)
         self._publish_shadows(own)
         if buffers:
-            torch._foreach_copy_([own[k].detach() for k in self._buffer_names], buffers)
+            own_buffers = local_shards(own[k].detach() for k in self._buffer_names)
+            torch._foreach_copy_(own_buffers, local_shards(buffers))
 
     def _publish_shadows(self, own: dict[str, Tensor] | None = None) -> None:
         """Copy the float32 shadows into the module's low-precision tensors."""
@@ -219,7 +230,7 @@ class BaseAveragedModel(nn.Module):
         for name in self._avg_names:
             shadow = shadows.get(name.replace(".", "__"))
             if shadow is not None:
-                own[name].detach().copy_(shadow)
+                local_shards([own[name].detach()])[0].copy_(local_shards([shadow])[0])
 
 
 def _forget_host_steps(module: nn.Module, _keys: Any) -> None:

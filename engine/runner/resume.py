@@ -41,7 +41,7 @@ from engine.checkpoint.save import (
     stateful_hooks,
     work_dir_of,
 )
-from engine.checkpoint.sharded import has_sharded_state, load_sharded
+from engine.checkpoint.sharded import has_sharded_state, load_sharded, with_sharded_entries
 from engine.hooks.hook import Hook
 from engine.runner.resume_checks import check_optimizer_fits, replan_for_data, report_changes
 
@@ -131,7 +131,7 @@ def resume_from(runner: Any, checkpoint: str | Path, verified: bool = False) -> 
     folder = checkpoint_folder(checkpoint, "resume")
     if not verified:
         verify(folder)  # a checkpoint named explicitly that is broken is refused, not replaced
-    checkpoint = read_engine_state(folder)
+    checkpoint = with_sharded_entries(read_engine_state(folder), folder)  # hooks' DCP states
     asked = run_settings(runner)  # batch size and processes, compared once resumed
     if not checkpoint["meta"].get("resumable", False):
         raise CheckpointError(
