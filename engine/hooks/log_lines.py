@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -29,6 +30,20 @@ def metric_number(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
     return value
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with tensors and arrays as (nested) lists, for a JSON file; other objects
+    that JSON cannot hold become None (MMEngine's ``_process_tags``)."""
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.tolist()
+    return None
 
 
 def copy_logs(work_dir: Any, out_dir: Any, suffixes: tuple[str, ...], keep_local: bool) -> Path:

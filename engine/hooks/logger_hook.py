@@ -10,6 +10,7 @@ import datetime
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from engine.checkpoint.disk_errors import write_failure
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
 from engine.hooks.log_lines import copy_logs, metric_number, position
+from engine.hooks.logger_hook_args import check_logger_hook_args
+from engine.hooks.processor_logging import (
+    log_eval_iter,
+    log_test_epoch,
+    log_train_iter,
+    log_val_epoch,
+    processor_of,
+    train_log_due,
+)
 from engine.hooks.progress_bars import ProgressBars
 from engine.hooks.throughput_hook import ThroughputHook
 
@@ -78,18 +88,10 @@ class LoggerHook(Hook):
         file_client_args: dict | None = None,
         backend_args: dict | None = None,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"LoggerHook interval must be an int >= 1, got {interval!r}")
-        if isinstance(interval_exp_name, bool) or not isinstance(interval_exp_name, int):
-            raise TypeError(
-                f"LoggerHook interval_exp_name must be an int, got {interval_exp_name!r}"
-            )
-        if interval_exp_name < 1:
-            raise ValueError(f"LoggerHook interval_exp_name must be >= 1, got {interval_exp_name}")
-        if out_dir is not None and not isinstance(out_dir, str | Path):
-            raise TypeError(f"LoggerHook out_dir must be a str or Path, got {out_dir!r}")
-        if not isinstance(keep_local, bool):
-            raise TypeError(f"LoggerHook keep_local must be a bool, got {keep_local!r}")
+        check_logger_hook_args(
+            interval, ignore_last, interval_exp_name, out_dir, out_suffix, keep_local,
+            file_client_args, backend_args,
+        )  # fmt: skip
         self.interval_exp_name, self.out_dir, self.keep_local = (
             interval_exp_name,
             out_dir,
@@ -104,6 +106,9 @@ class LoggerHook(Hook):
         self.last_scalars: dict[str, float] = {}
         self._bars = ProgressBars(progress_bar)
         self._write_failed = False  # scalars.jsonl could not be written (warned once)
+        self.json_log_path: str | None = None  # MMEngine's ``<timestamp>.json`` (before_run)
+        self._runner: Any = None  # the runner whose line source is `_processor`
+        self._processor: Any = None  # its log processor when that formats the lines
         self._reset()
 
     def _reset(self) -> None:
@@ -119,6 +124,16 @@ class LoggerHook(Hook):
     def _bar(self) -> Any:
         """The open training bar, or None."""
         return self._bars.train
+
+    def _line_source(self, runner) -> Any:
+        """The processor that formats this run's lines, or None for engine's own line
+        (looked up once per runner: this runs every iteration)."""
+        if runner is not self._runner:
+            self._runner, self._processor = runner, processor_of(runner)
+        return self._processor
+
+    def before_run(self, runner) -> None:
+        self.json_log_path = f"{getattr(runner, 'timestamp', 'run')}.json"
 
     # -- training -------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -151,9 +166,16 @@ class LoggerHook(Hook):
         self._iters += 1
         state = runner.state
         self._at = (state.epoch, batch_idx, state.iter, state.step)
+        self._bars.train_step(runner, batch_idx)
+        processor = self._line_source(runner)
+        if processor is not None:  # a configured log processor writes the line (MMEngine's way)
+            if train_log_due(self, runner, batch_idx):
+                self._flush(runner, emit=False)  # the window's non-finite check, one sync
+                if _is_main(runner):
+                    log_train_iter(self, runner, processor, batch_idx)
+            return
         if state.iter % self.interval_exp_name == 0 and _is_main(runner):
             logger.info("Exp name: %s", getattr(runner, "experiment_name", None))
-        self._bars.train_step(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
             length = self._train_len
@@ -169,13 +191,14 @@ class LoggerHook(Hook):
             self._flush(runner, emit=not self.ignore_last or state.max_iters <= self.interval)
 
     def after_train_epoch(self, runner) -> None:
+        emit = not self.ignore_last and self._line_source(runner) is None
         if runner.state.max_epochs is not None and self._iters:  # epoch of unknown length
-            self._flush(runner, emit=not self.ignore_last)
+            self._flush(runner, emit=emit)
         self._bars.close_train()
 
     def after_train(self, runner) -> None:
         if self._iters:  # stopped early, mid-window
-            self._flush(runner, emit=not self.ignore_last)
+            self._flush(runner, emit=not self.ignore_last and self._line_source(runner) is None)
         self._bars.close_train()
 
     def _flush(self, runner, emit: bool) -> None:
@@ -239,11 +262,19 @@ class LoggerHook(Hook):
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         self._bars.close_eval()
-        self._log_metrics(runner, "val", metrics)
+        processor = self._line_source(runner)
+        if processor is None:
+            self._log_metrics(runner, "val", metrics)
+        elif _is_main(runner):
+            log_val_epoch(self, runner, processor)
 
     def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
         self._bars.close_eval()
-        self._log_metrics(runner, "test", metrics)
+        processor = self._line_source(runner)
+        if processor is None:
+            self._log_metrics(runner, "test", metrics)
+        elif _is_main(runner):
+            log_test_epoch(self, runner, processor)
 
     def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
         if not _is_main(runner):
@@ -269,28 +300,8 @@ class LoggerHook(Hook):
     # -- output ---------------------------------------------------------------
     def _emit(self, runner, line: str, record: dict, step: int) -> None:
         """Print `line`; append `record` to scalars.jsonl and send its numbers to trackers."""
-        if self._bars.train is not None:
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
-                logger.info(line)
-        else:
-            logger.info(line)
-        # The run's own folder (work_dir/<timestamp>/), or work_dir for a runner without one.
-        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
-        if folder is not None and {".jsonl", ".json"} & set(self.out_suffix):
-            path = Path(folder) / "scalars.jsonl"
-            try:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-                with open(path, "a") as f:  # closing flushes each record
-                    f.write(json.dumps(record, default=str) + "\n")
-            except OSError as err:
-                # A full disk must not kill a run that could still checkpoint: say it once.
-                if not self._write_failed:
-                    self._write_failed = True
-                    logger.warning(
-                        "%s; training goes on without it", write_failure("logging", path, err)
-                    )
+        self._say(runner, line, logger)
+        self._write_jsonl(runner, record)
         accelerator = getattr(runner, "accelerator", None)
         if accelerator is not None and accelerator.trackers:
             mode = record["mode"]
@@ -301,16 +312,51 @@ class LoggerHook(Hook):
             }
             accelerator.log(values, step=step)
 
+    def _say(self, runner, line: str, to: Any = None) -> None:
+        """Log `line` (to ``runner.logger`` unless `to` is given), above an open bar."""
+        to = to if to is not None else (getattr(runner, "logger", None) or logger)
+        if self._bars.train is not None:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
+                to.info(line)
+        else:
+            to.info(line)
+
+    def _write_jsonl(self, runner, record: dict) -> None:
+        """Append `record` to ``scalars.jsonl`` in the run folder (or work_dir)."""
+        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
+        if not isinstance(folder, str | os.PathLike) or not {".jsonl", ".json"} & set(
+            self.out_suffix
+        ):
+            return
+        path = Path(folder) / "scalars.jsonl"
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:  # closing flushes each record
+                f.write(json.dumps(record, default=str) + "\n")
+        except OSError as err:
+            # A full disk must not kill a run that could still checkpoint: say it once.
+            if not self._write_failed:
+                self._write_failed = True
+                logger.warning("%s; training goes on without it", write_failure("logging", path, err))
+
     # -- evaluation bars -------------------------------------------------------------
     def after_val_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         self._bars.eval_step(runner, "val")
+        processor = self._line_source(runner)
+        if processor is not None and _is_main(runner):
+            log_eval_iter(self, runner, processor, batch_idx, "val")
 
     def after_test_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         self._bars.eval_step(runner, "test")
+        processor = self._line_source(runner)
+        if processor is not None and _is_main(runner):
+            log_eval_iter(self, runner, processor, batch_idx, "test")
 
 
 def _is_main(runner) -> bool:
