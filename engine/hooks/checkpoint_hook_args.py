@@ -32,7 +32,7 @@ def metrics_and_rules(save_best: Any, rule: Any) -> tuple[list[str], list[str | 
     keys = [] if save_best is None else [save_best] if isinstance(save_best, str) else save_best
     if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
         raise CheckpointHookTypeError(
-            'CheckpointHook "save_best" should be a metric name, a list of them, \'auto\' or '
+            "CheckpointHook \"save_best\" should be a metric name, a list of them, 'auto' or "
             f"None, got {save_best!r}"
         )
     if len(set(keys)) != len(keys) or ("auto" in keys and len(keys) > 1):

@@ -6,21 +6,18 @@ training hot path only adds device tensors; everything is read back once per int
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from engine.checkpoint.data_position import loader_length
-from engine.checkpoint.disk_errors import write_failure
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
-from engine.hooks.log_lines import copy_logs, metric_number, position
+from engine.hooks.log_lines import copy_logs, metrics_line, train_line
+from engine.hooks.log_writer import LogWriter
 from engine.hooks.logger_hook_args import check_logger_hook_args
 from engine.hooks.processor_logging import (
     log_eval_iter,
@@ -105,7 +102,7 @@ class LoggerHook(Hook):
         self.nonfinite_keys: list[str] = []
         self.last_scalars: dict[str, float] = {}
         self._bars = ProgressBars(progress_bar)
-        self._write_failed = False  # scalars.jsonl could not be written (warned once)
+        self._writer = LogWriter(self.out_suffix, self._bars)
         self.json_log_path: str | None = None  # MMEngine's ``<timestamp>.json`` (before_run)
         self._runner: Any = None  # the runner whose line source is `_processor`
         self._processor: Any = None  # its log processor when that formats the lines
@@ -224,31 +221,14 @@ class LoggerHook(Hook):
         self.nonfinite_keys = [k for k, v in scalars.items() if not math.isfinite(v)]
         rates = throughput.report(dict(zip(pending, sums[len(keys) :]))) if throughput else {}
         iters, time, data_time = self._iters, self._time, self._data_time
-        epoch, batch_idx, it, step = self._at
+        at = self._at
         self._reset()
         if not emit or not _is_main(runner):
             return
-        timer, length = _timer(runner), loader_length(getattr(runner, "train_dataloader", None))
-        head, left = position(runner.state, length, epoch, batch_idx, it)
-        optim_wrapper = getattr(runner, "optim_wrapper", None)
-        lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
-        lrs = {k: float(v[0]) for k, v in lr.items() if v}  # the first param group's, as MMEngine
-        record: dict[str, Any] = dict(mode="train", epoch=epoch + 1, iter=it, step=step, **lrs)
-        parts = [head] + [f"{k}: {v:.4e}" for k, v in lrs.items()]
-        if timer is not None:
-            if left is not None:
-                eta = datetime.timedelta(seconds=int(timer.seconds_per_iter() * left))
-                parts.append(f"eta: {eta}")
-            record.update(time=time / iters, data_time=data_time / iters)
-            parts += [f"time: {time / iters:.4f}", f"data_time: {data_time / iters:.4f}"]
-        if device is not None and device.type == "cuda":
-            record["memory"] = torch.cuda.max_memory_allocated(device) // 2**20
-            parts.append(f"memory: {record['memory']}")
-        parts += [f"{k}: {v:.4f}" for k, v in scalars.items()]
-        parts += [f"{k}: {v:.4f}" if k == "mfu" else f"{k}: {v:.1f}" for k, v in rates.items()]
-        record.update(scalars)
-        record.update(rates)
-        self._emit(runner, "  ".join(parts), record, step=it)
+        line, record = train_line(
+            runner, _timer(runner), at, (iters, time, data_time), scalars, rates, device
+        )
+        self._writer.emit(runner, line, record, step=record["iter"])
 
     def after_run(self, runner) -> None:
         work_dir = getattr(runner, "work_dir", None)
@@ -277,69 +257,11 @@ class LoggerHook(Hook):
             log_test_epoch(self, runner, processor)
 
     def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
-        if not _is_main(runner):
-            return
-        # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
-        metrics = {k: metric_number(v) for k, v in (metrics or {}).items()}
-        state = runner.state
-        length = loader_length(getattr(runner, f"{mode}_dataloader", None))
-        pos = f"[{length}/{length}]" if length is not None else ""
-        by_epoch = state.max_epochs is not None
-        if by_epoch and mode == "val":
-            head = f"Epoch(val) [{state.epoch}]{pos}"  # the loops validate after counting the epoch
-        else:
-            head = f"{'Epoch' if by_epoch else 'Iter'}({mode}) {pos}".rstrip()
-        items = [
-            f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()
-        ]
-        record = dict(mode=mode, epoch=state.epoch, iter=state.iter, step=state.step, **metrics)
-        # Trackers get one step axis, the iteration, for every scalar (W&B needs growing
-        # steps; the epoch is logged as a value beside the metrics).
-        self._emit(runner, "  ".join([head, *items]), record, step=state.iter)
-
-    # -- output ---------------------------------------------------------------
-    def _emit(self, runner, line: str, record: dict, step: int) -> None:
-        """Print `line`; append `record` to scalars.jsonl and send its numbers to trackers."""
-        self._say(runner, line, logger)
-        self._write_jsonl(runner, record)
-        accelerator = getattr(runner, "accelerator", None)
-        if accelerator is not None and accelerator.trackers:
-            mode = record["mode"]
-            values = {
-                f"{mode}/{k}": v
-                for k, v in record.items()
-                if k not in ("mode", "iter", "step") and isinstance(v, (int, float))
-            }
-            accelerator.log(values, step=step)
-
-    def _say(self, runner, line: str, to: Any = None) -> None:
-        """Log `line` (to ``runner.logger`` unless `to` is given), above an open bar."""
-        to = to if to is not None else (getattr(runner, "logger", None) or logger)
-        if self._bars.train is not None:
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
-                to.info(line)
-        else:
-            to.info(line)
-
-    def _write_jsonl(self, runner, record: dict) -> None:
-        """Append `record` to ``scalars.jsonl`` in the run folder (or work_dir)."""
-        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
-        if not isinstance(folder, str | os.PathLike) or not {".jsonl", ".json"} & set(
-            self.out_suffix
-        ):
-            return
-        path = Path(folder) / "scalars.jsonl"
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as f:  # closing flushes each record
-                f.write(json.dumps(record, default=str) + "\n")
-        except OSError as err:
-            # A full disk must not kill a run that could still checkpoint: say it once.
-            if not self._write_failed:
-                self._write_failed = True
-                logger.warning("%s; training goes on without it", write_failure("logging", path, err))
+        if _is_main(runner):
+            line, record = metrics_line(runner, mode, metrics)
+            # Trackers get one step axis, the iteration, for every scalar (W&B needs growing
+            # steps; the epoch is logged as a value beside the metrics).
+            self._writer.emit(runner, line, record, step=record["iter"])
 
     # -- evaluation bars -------------------------------------------------------------
     def after_val_iter(

@@ -55,27 +55,27 @@ def log_train_iter(hook: Any, runner: Any, processor: Any, batch_idx: int) -> No
     ):
         _runner_logger(runner).info(f"Exp name: {runner.experiment_name}")
     tag, line = processor.get_log_after_iter(runner, batch_idx, "train")
-    hook._say(runner, line)
+    hook._writer.say(runner, line)
     step = runner.iter + 1
     _add_scalars(hook, runner, tag, step)
-    hook._write_jsonl(runner, dict(mode="train", **_numbers(tag)))
+    hook._writer.write_jsonl(runner, dict(mode="train", **_numbers(tag)))
 
 
 def log_eval_iter(hook: Any, runner: Any, processor: Any, batch_idx: int, mode: str) -> None:
     """Every `interval` val/test batches, the processor's line (as MMEngine)."""
     if hook.every_n_inner_iters(batch_idx, hook.interval):
         _, line = processor.get_log_after_iter(runner, batch_idx, mode)
-        hook._say(runner, line)
+        hook._writer.say(runner, line)
 
 
 def log_val_epoch(hook: Any, runner: Any, processor: Any) -> None:
     tag, line = processor.get_log_after_epoch(runner, len(runner.val_dataloader), "val")
-    hook._say(runner, line)
+    hook._writer.say(runner, line)
     # One step axis for every tracker, the iteration (W&B needs growing steps), as engine's
     # own line does; 0 for a run that does not train.
     step = runner.iter if _train_loop(runner) is not None else 0
     _add_scalars(hook, runner, tag, step)
-    hook._write_jsonl(runner, dict(mode="val", **_numbers(tag)))
+    hook._writer.write_jsonl(runner, dict(mode="val", **_numbers(tag)))
 
 
 def log_test_epoch(hook: Any, runner: Any, processor: Any) -> None:
@@ -84,14 +84,14 @@ def log_test_epoch(hook: Any, runner: Any, processor: Any) -> None:
     tag, line = processor.get_log_after_epoch(
         runner, len(runner.test_dataloader), "test", with_non_scalar=True
     )
-    hook._say(runner, line)
+    hook._writer.say(runner, line)
     folder = getattr(runner, "log_dir", None)
     if isinstance(folder, str | os.PathLike):
         name = hook.json_log_path or f"{runner.timestamp}.json"
         path = Path(folder) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(jsonable(tag)))
-    hook._write_jsonl(runner, dict(mode="test", **_numbers(tag)))
+    hook._writer.write_jsonl(runner, dict(mode="test", **_numbers(tag)))
 
 
 def _add_scalars(hook: Any, runner: Any, tag: dict, step: int) -> None:
