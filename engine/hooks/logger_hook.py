@@ -21,6 +21,7 @@ from engine.hooks.log_writer import LogWriter
 from engine.hooks.logger_hook_args import check_logger_hook_args
 from engine.hooks.processor_logging import (
     log_eval_iter,
+    log_exp_name,
     log_test_epoch,
     log_train_iter,
     log_val_epoch,
@@ -166,6 +167,8 @@ class LoggerHook(Hook):
         self._bars.train_step(runner, batch_idx)
         processor = self._line_source(runner)
         if processor is not None:  # a configured log processor writes the line (MMEngine's way)
+            if _is_main(runner):
+                log_exp_name(self, runner, batch_idx)
             if train_log_due(self, runner, batch_idx):
                 self._flush(runner, emit=False)  # the window's non-finite check, one sync
                 if _is_main(runner):

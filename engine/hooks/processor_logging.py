@@ -48,12 +48,16 @@ def train_log_due(hook: Any, runner: Any, batch_idx: int) -> bool:
     )
 
 
-def log_train_iter(hook: Any, runner: Any, processor: Any, batch_idx: int) -> None:
-    """The experiment name at its interval; the processor's line and tag at a window's end."""
+def log_exp_name(hook: Any, runner: Any, batch_idx: int) -> None:
+    """``Exp name: ...`` every `interval_exp_name` iterations and at each epoch's end."""
     if hook.every_n_train_iters(runner, hook.interval_exp_name) or hook.end_of_epoch(
         runner.train_dataloader, batch_idx
     ):
         _runner_logger(runner).info(f"Exp name: {runner.experiment_name}")
+
+
+def log_train_iter(hook: Any, runner: Any, processor: Any, batch_idx: int) -> None:
+    """The processor's line and tag at a window's end."""
     tag, line = processor.get_log_after_iter(runner, batch_idx, "train")
     hook._writer.say(runner, line)
     step = runner.iter + 1
