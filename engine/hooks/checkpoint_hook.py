@@ -105,6 +105,7 @@ class CheckpointHook(Hook):
         self.rules = [r or (None if k == "auto" else self._infer(k)) for k, r in zip(keys, rules)]
         self.save_optimizer, self.save_param_scheduler = bool(save_optimizer), save_param_scheduler
         self.out_dir, self.published_keys = out_dir, published_keys
+        self._out_dir_given = out_dir  # out_dir is set to work_dir per run when not given
         if filename_tmpl is not None and "{}" not in filename_tmpl:
             raise ValueError(f"CheckpointHook filename_tmpl needs a '{{}}', got {filename_tmpl!r}")
         self.filename_tmpl = filename_tmpl
@@ -140,10 +141,11 @@ class CheckpointHook(Hook):
                 "CheckpointHook(by_epoch=True) in an iteration-based run saves only at the "
                 "end; pass by_epoch=False and an interval in iterations for periodic saves"
             )
-        if self.out_dir is not None and str(self.out_dir) != str(runner.work_dir):
+        given = self._out_dir_given
+        if given is not None and str(given) != str(runner.work_dir):
             logger.info(
                 "CheckpointHook out_dir=%r: checkpoints are written under work_dir %s",
-                self.out_dir,
+                given,
                 work_dir_of(runner),
             )
         else:
@@ -232,7 +234,9 @@ class CheckpointHook(Hook):
             self.best_ckpt_path = folder
             names = ("best_score", "best_ckpt")
         else:
-            self.__dict__.setdefault("best_ckpt_path_dict", {})[key] = folder
+            if getattr(self, "best_ckpt_path_dict", None) is None:
+                self.best_ckpt_path_dict = {}
+            self.best_ckpt_path_dict[key] = folder
             names = (f"best_score_{key}", f"best_ckpt_{key}")
         if hub is not None:
             hub.update_info(names[0], score)

@@ -47,6 +47,11 @@ class LoggerHook(Hook):
     key is averaged over the iterations of the window that returned it (``grad_norm`` only
     over updates). Validation and test metrics are logged and written the same way.
 
+    A run given a log processor (``Runner(log_processor=dict(window_size=50))``, a subclass of
+    `LogProcessor`) has its lines and tags made by ``runner.log_processor`` instead, at
+    MMEngine's points and with MMEngine's calls (`engine.hooks.processor_logging`): its
+    statistics are the main process's message-hub history, as in MMEngine.
+
     After each window, ``nonfinite_keys`` lists the keys that had a NaN/inf value in it and
     ``last_scalars`` holds its means, on every process (a NaN policy can act on them).
 
@@ -64,7 +69,8 @@ class LoggerHook(Hook):
         out_dir: after the run, copy the work_dir's log files (those ending with an
             `out_suffix`, ``scalars.jsonl`` and ``run.log`` included when ``'.json'``/``'.log'``
             is listed) to ``<out_dir>/<work_dir name>/``; ``keep_local=False`` then removes
-            the originals. ``file_client_args``/``backend_args`` are accepted (local disk only).
+            the originals. ``file_client_args`` (with out_dir; MMEngine's older name) or
+            ``backend_args`` are accepted (local disk only).
 
     Example:
         >>> runner = Runner(model, work_dir='runs/a', ..., default_hooks=dict(logger=LoggerHook(50)))
