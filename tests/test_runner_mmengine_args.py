@@ -167,7 +167,9 @@ def test_from_cfg_records_identity_and_cfg(caplog):
     assert r.cfg is cfg and r.experiment_name == "exp1" and r.timestamp
     assert (r.rank, r.world_size, r.distributed) == (0, 1, False)
     assert type(r.train_loop).__name__ == "IterBasedTrainLoop"
-    assert "log_processor" in caplog.text and "change nothing" in caplog.text
+    # log_processor is used now (LoggerHook asks it for lines); default_scope still is not
+    assert "default_scope" in caplog.text and "change nothing" in caplog.text
+    assert "log_processor" not in caplog.text
     r.train()
     assert r.iter == 3
 

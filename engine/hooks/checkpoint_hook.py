@@ -20,37 +20,12 @@ from engine.checkpoint.find import read_engine_state
 from engine.checkpoint.io import STATE, CheckpointError
 from engine.checkpoint.save import at_window_end, check_supported, save_checkpoint, work_dir_of
 from engine.hooks.best_rule import infer_rule
+from engine.hooks.checkpoint_hook_args import check_int, file_access, metrics_and_rules
 from engine.hooks.hook import Hook
 
 logger = logging.getLogger("engine")
 
 _RULES = {"greater": lambda a, b: a > b, "less": lambda a, b: a < b}
-
-
-def _check_int(name: str, value: Any, low: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        bound = "" if low is None else f" >= {low}"
-        raise ValueError(f"CheckpointHook {name} must be an int{bound}, got {value!r}")
-
-
-def _metrics_and_rules(save_best: Any, rule: Any) -> tuple[list[str], list[str | None]]:
-    """`save_best` and `rule` as two aligned lists, checked."""
-    keys = [] if save_best is None else [save_best] if isinstance(save_best, str) else save_best
-    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
-        raise TypeError(
-            f"CheckpointHook save_best must be a metric name, a list of them or 'auto', got {save_best!r}"
-        )
-    if len(set(keys)) != len(keys) or ("auto" in keys and len(keys) > 1):
-        raise ValueError(
-            f"CheckpointHook save_best {save_best!r} repeats a name or mixes 'auto' with names"
-        )
-    rules = list(rule) if isinstance(rule, list | tuple) else [rule]
-    rules = rules * len(keys) if len(rules) == 1 else rules
-    if len(rules) != len(keys) or any(r not in (None, *_RULES) for r in rules):
-        raise ValueError(
-            f"CheckpointHook rule must be 'greater', 'less' or None (one, or one per save_best metric), got {rule!r}"
-        )
-    return list(keys), rules
 
 
 def best_name(key: str) -> str:
@@ -116,10 +91,12 @@ class CheckpointHook(Hook):
         file_client_args: dict | None = None,
         backend_args: dict | None = None,
     ) -> None:
-        _check_int("interval", interval)
-        _check_int("max_keep_ckpts", max_keep_ckpts)
-        _check_int("save_begin", save_begin, low=0)
-        keys, rules = _metrics_and_rules(save_best, rule)
+        check_int("interval", interval)
+        check_int("max_keep_ckpts", max_keep_ckpts)
+        check_int("save_begin", save_begin, low=0)
+        keys, rules = metrics_and_rules(save_best, rule)
+        # MMEngine's names for where files go (local disk here; ported code reads them).
+        self.file_client, self.file_backend = file_access(file_client_args, backend_args)
         self.interval, self.by_epoch, self.save_begin = interval, bool(by_epoch), save_begin
         self.max_keep_ckpts, self.save_last = max_keep_ckpts, bool(save_last)
         self.save_best = list(keys)
@@ -128,6 +105,7 @@ class CheckpointHook(Hook):
         self.rules = [r or (None if k == "auto" else self._infer(k)) for k, r in zip(keys, rules)]
         self.save_optimizer, self.save_param_scheduler = bool(save_optimizer), save_param_scheduler
         self.out_dir, self.published_keys = out_dir, published_keys
+        self._out_dir_given = out_dir  # out_dir is set to work_dir per run when not given
         if filename_tmpl is not None and "{}" not in filename_tmpl:
             raise ValueError(f"CheckpointHook filename_tmpl needs a '{{}}', got {filename_tmpl!r}")
         self.filename_tmpl = filename_tmpl
@@ -163,12 +141,23 @@ class CheckpointHook(Hook):
                 "CheckpointHook(by_epoch=True) in an iteration-based run saves only at the "
                 "end; pass by_epoch=False and an interval in iterations for periodic saves"
             )
-        if self.out_dir is not None:
+        given = self._out_dir_given
+        if given is not None and str(given) != str(runner.work_dir):
             logger.info(
                 "CheckpointHook out_dir=%r: checkpoints are written under work_dir %s",
-                self.out_dir,
+                given,
                 work_dir_of(runner),
             )
+        else:
+            self.out_dir = runner.work_dir  # MMEngine's attribute: where checkpoints go
+        hub = getattr(runner, "message_hub", None)
+        if self.save_best and hub is not None:  # MMEngine's best paths, kept in the hub
+            if len(self.save_best) == 1:
+                self.best_ckpt_path = hub.get_info("best_ckpt")
+            else:
+                self.best_ckpt_path_dict = {
+                    key: hub.get_info(f"best_ckpt_{key}") for key in self.save_best
+                }
         if runner.state.iter > 0:  # resumed: a best saved after the resumed checkpoint counts
             self._adopt_best_scores_on_disk(runner)
 
@@ -192,9 +181,9 @@ class CheckpointHook(Hook):
             self.save(runner, name)
         if self.by_epoch:
             return
-        done = runner.state.iter
+        done = runner.iter + 1  # runner.iter: the iteration that just ran (MMEngine's view)
         if self._due(done) or (self.save_last and done == runner.state.max_iters):
-            self._save_at_window_end(runner, self._template("iter"))
+            self._save_at_window_end(runner, self._template("iter"), done)
 
     def after_train_epoch(self, runner) -> None:
         state = runner.state
@@ -205,10 +194,14 @@ class CheckpointHook(Hook):
             self._save_at_window_end(runner, self._template("epoch").format(done))
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
-        if not self.save_best or not self._training:
+        if not self.save_best:
             return
         if not metrics:
-            logger.warning("CheckpointHook: validation returned no metrics; no best checkpoint")
+            _logger(runner).warning(
+                "CheckpointHook: validation returned no metrics; no best checkpoint this time"
+            )
+            return
+        if not self._training:
             return
         if self.save_best == ["auto"]:
             self.save_best = [next(iter(metrics))]
@@ -225,8 +218,30 @@ class CheckpointHook(Hook):
             runner.state.best_scores[key] = score
             folder = save_checkpoint(runner, best_name(key), update_last=False, resumable=False)
             logger.info("Best %s so far: %.4f; saved %s", key, score, folder)
+            self._publish_best(runner, key, score, str(folder))
 
     # -- helpers --------------------------------------------------------------------------
+    @property
+    def key_indicators(self) -> list[str]:
+        """MMEngine's name for the `save_best` metrics."""
+        return self.save_best
+
+    def _publish_best(self, runner, key: str, score: float, folder: str) -> None:
+        """The new best in the message hub under MMEngine's keys (``best_score``/``best_ckpt``,
+        or ``best_score_<key>``/``best_ckpt_<key>`` for several metrics), and on the hook."""
+        hub = getattr(runner, "message_hub", None)
+        if len(self.save_best) == 1:
+            self.best_ckpt_path = folder
+            names = ("best_score", "best_ckpt")
+        else:
+            if getattr(self, "best_ckpt_path_dict", None) is None:
+                self.best_ckpt_path_dict = {}
+            self.best_ckpt_path_dict[key] = folder
+            names = (f"best_score_{key}", f"best_ckpt_{key}")
+        if hub is not None:
+            hub.update_info(names[0], score)
+            hub.update_info(names[1], folder)
+
     def _template(self, unit: str) -> str:
         """The periodic checkpoint's folder name template, ``epoch_{}`` or ``iter_{}``."""
         if self.filename_tmpl is None:
@@ -243,9 +258,10 @@ class CheckpointHook(Hook):
             and (done - self.save_begin) % self.interval == 0
         )
 
-    def _save_at_window_end(self, runner, template: str) -> None:
+    def _save_at_window_end(self, runner, template: str, done: int | None = None) -> None:
+        """Save now (named after `done`, default the iterations done) or at the window's end."""
         if at_window_end(runner):
-            self.save(runner, template.format(runner.state.iter))
+            self.save(runner, template.format(runner.state.iter if done is None else done))
         else:
             self._pending = template
 
@@ -259,9 +275,12 @@ class CheckpointHook(Hook):
             self.kept.remove(name)
         self.kept.append(name)  # before saving: the checkpoint's own hook state lists it
         logger.info("Saving checkpoint %s (%d iterations done)", name, state.iter)
-        save_checkpoint(
+        folder = save_checkpoint(
             runner, name, update_last=self.save_optimizer, resumable=self.save_optimizer
         )
+        hub = getattr(runner, "message_hub", None)
+        if hub is not None:  # MMEngine's key for the newest checkpoint (a folder here)
+            hub.update_info("last_ckpt", str(folder))
         # Older ones go only now that the new one is complete; a crash in between leaves
         # them listed in the new checkpoint's hook state, so the next save removes them.
         while 0 < self.max_keep_ckpts < len(self.kept):
@@ -282,3 +301,9 @@ class CheckpointHook(Hook):
             best = runner.state.best_scores.get(key)
             if saved is not None and (best is None or _RULES[rule](saved, best)):
                 runner.state.best_scores[key] = saved
+
+
+def _logger(runner) -> Any:
+    """The run's logger (MMEngine's ``runner.logger``, which feeds engine's), else engine's."""
+    found = getattr(runner, "logger", None)
+    return found if found is not None else logger

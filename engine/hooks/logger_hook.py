@@ -6,8 +6,6 @@ training hot path only adds device tensors; everything is read back once per int
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import math
 from pathlib import Path
@@ -16,10 +14,20 @@ from typing import Any
 import torch
 
 from engine.checkpoint.data_position import loader_length
-from engine.checkpoint.disk_errors import write_failure
 from engine.hooks.hook import Hook, HookList
 from engine.hooks.iter_timer_hook import IterTimerHook
-from engine.hooks.log_lines import copy_logs, metric_number, position
+from engine.hooks.log_lines import copy_logs, metrics_line, train_line
+from engine.hooks.log_writer import LogWriter
+from engine.hooks.logger_hook_args import check_logger_hook_args
+from engine.hooks.processor_logging import (
+    log_eval_iter,
+    log_exp_name,
+    log_test_epoch,
+    log_train_iter,
+    log_val_epoch,
+    processor_of,
+    train_log_due,
+)
 from engine.hooks.progress_bars import ProgressBars
 from engine.hooks.throughput_hook import ThroughputHook
 
@@ -39,6 +47,11 @@ class LoggerHook(Hook):
     key is averaged over the iterations of the window that returned it (``grad_norm`` only
     over updates). Validation and test metrics are logged and written the same way.
 
+    A run given a log processor (``Runner(log_processor=dict(window_size=50))``, a subclass of
+    `LogProcessor`) has its lines and tags made by ``runner.log_processor`` instead, at
+    MMEngine's points and with MMEngine's calls (`engine.hooks.processor_logging`): its
+    statistics are the main process's message-hub history, as in MMEngine.
+
     After each window, ``nonfinite_keys`` lists the keys that had a NaN/inf value in it and
     ``last_scalars`` holds its means, on every process (a NaN policy can act on them).
 
@@ -56,7 +69,8 @@ class LoggerHook(Hook):
         out_dir: after the run, copy the work_dir's log files (those ending with an
             `out_suffix`, ``scalars.jsonl`` and ``run.log`` included when ``'.json'``/``'.log'``
             is listed) to ``<out_dir>/<work_dir name>/``; ``keep_local=False`` then removes
-            the originals. ``file_client_args``/``backend_args`` are accepted (local disk only).
+            the originals. ``file_client_args`` (with out_dir; MMEngine's older name) or
+            ``backend_args`` are accepted (local disk only).
 
     Example:
         >>> runner = Runner(model, work_dir='runs/a', ..., default_hooks=dict(logger=LoggerHook(50)))
@@ -78,18 +92,10 @@ class LoggerHook(Hook):
         file_client_args: dict | None = None,
         backend_args: dict | None = None,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"LoggerHook interval must be an int >= 1, got {interval!r}")
-        if isinstance(interval_exp_name, bool) or not isinstance(interval_exp_name, int):
-            raise TypeError(
-                f"LoggerHook interval_exp_name must be an int, got {interval_exp_name!r}"
-            )
-        if interval_exp_name < 1:
-            raise ValueError(f"LoggerHook interval_exp_name must be >= 1, got {interval_exp_name}")
-        if out_dir is not None and not isinstance(out_dir, str | Path):
-            raise TypeError(f"LoggerHook out_dir must be a str or Path, got {out_dir!r}")
-        if not isinstance(keep_local, bool):
-            raise TypeError(f"LoggerHook keep_local must be a bool, got {keep_local!r}")
+        check_logger_hook_args(
+            interval, ignore_last, interval_exp_name, out_dir, out_suffix, keep_local,
+            file_client_args, backend_args,
+        )  # fmt: skip
         self.interval_exp_name, self.out_dir, self.keep_local = (
             interval_exp_name,
             out_dir,
@@ -103,7 +109,10 @@ class LoggerHook(Hook):
         self.nonfinite_keys: list[str] = []
         self.last_scalars: dict[str, float] = {}
         self._bars = ProgressBars(progress_bar)
-        self._write_failed = False  # scalars.jsonl could not be written (warned once)
+        self._writer = LogWriter(self.out_suffix, self._bars)
+        self.json_log_path: str | None = None  # MMEngine's ``<timestamp>.json`` (before_run)
+        self._runner: Any = None  # the runner whose line source is `_processor`
+        self._processor: Any = None  # its log processor when that formats the lines
         self._reset()
 
     def _reset(self) -> None:
@@ -119,6 +128,16 @@ class LoggerHook(Hook):
     def _bar(self) -> Any:
         """The open training bar, or None."""
         return self._bars.train
+
+    def _line_source(self, runner) -> Any:
+        """The processor that formats this run's lines, or None for engine's own line
+        (looked up once per runner: this runs every iteration)."""
+        if runner is not self._runner:
+            self._runner, self._processor = runner, processor_of(runner)
+        return self._processor
+
+    def before_run(self, runner) -> None:
+        self.json_log_path = f"{getattr(runner, 'timestamp', 'run')}.json"
 
     # -- training -------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -151,9 +170,18 @@ class LoggerHook(Hook):
         self._iters += 1
         state = runner.state
         self._at = (state.epoch, batch_idx, state.iter, state.step)
+        self._bars.train_step(runner, batch_idx)
+        processor = self._line_source(runner)
+        if processor is not None:  # a configured log processor writes the line (MMEngine's way)
+            if _is_main(runner):
+                log_exp_name(self, runner, batch_idx)
+            if train_log_due(self, runner, batch_idx):
+                self._flush(runner, emit=False)  # the window's non-finite check, one sync
+                if _is_main(runner):
+                    log_train_iter(self, runner, processor, batch_idx)
+            return
         if state.iter % self.interval_exp_name == 0 and _is_main(runner):
             logger.info("Exp name: %s", getattr(runner, "experiment_name", None))
-        self._bars.train_step(runner, batch_idx)
 
         if state.max_epochs is not None:  # by epoch: windows count within the epoch, as MMEngine
             length = self._train_len
@@ -169,13 +197,14 @@ class LoggerHook(Hook):
             self._flush(runner, emit=not self.ignore_last or state.max_iters <= self.interval)
 
     def after_train_epoch(self, runner) -> None:
+        emit = not self.ignore_last and self._line_source(runner) is None
         if runner.state.max_epochs is not None and self._iters:  # epoch of unknown length
-            self._flush(runner, emit=not self.ignore_last)
+            self._flush(runner, emit=emit)
         self._bars.close_train()
 
     def after_train(self, runner) -> None:
         if self._iters:  # stopped early, mid-window
-            self._flush(runner, emit=not self.ignore_last)
+            self._flush(runner, emit=not self.ignore_last and self._line_source(runner) is None)
         self._bars.close_train()
 
     def _flush(self, runner, emit: bool) -> None:
@@ -201,31 +230,14 @@ class LoggerHook(Hook):
         self.nonfinite_keys = [k for k, v in scalars.items() if not math.isfinite(v)]
         rates = throughput.report(dict(zip(pending, sums[len(keys) :]))) if throughput else {}
         iters, time, data_time = self._iters, self._time, self._data_time
-        epoch, batch_idx, it, step = self._at
+        at = self._at
         self._reset()
         if not emit or not _is_main(runner):
             return
-        timer, length = _timer(runner), loader_length(getattr(runner, "train_dataloader", None))
-        head, left = position(runner.state, length, epoch, batch_idx, it)
-        optim_wrapper = getattr(runner, "optim_wrapper", None)
-        lr = optim_wrapper.get_lr() if optim_wrapper is not None else {}
-        lrs = {k: float(v[0]) for k, v in lr.items() if v}  # the first param group's, as MMEngine
-        record: dict[str, Any] = dict(mode="train", epoch=epoch + 1, iter=it, step=step, **lrs)
-        parts = [head] + [f"{k}: {v:.4e}" for k, v in lrs.items()]
-        if timer is not None:
-            if left is not None:
-                eta = datetime.timedelta(seconds=int(timer.seconds_per_iter() * left))
-                parts.append(f"eta: {eta}")
-            record.update(time=time / iters, data_time=data_time / iters)
-            parts += [f"time: {time / iters:.4f}", f"data_time: {data_time / iters:.4f}"]
-        if device is not None and device.type == "cuda":
-            record["memory"] = torch.cuda.max_memory_allocated(device) // 2**20
-            parts.append(f"memory: {record['memory']}")
-        parts += [f"{k}: {v:.4f}" for k, v in scalars.items()]
-        parts += [f"{k}: {v:.4f}" if k == "mfu" else f"{k}: {v:.1f}" for k, v in rates.items()]
-        record.update(scalars)
-        record.update(rates)
-        self._emit(runner, "  ".join(parts), record, step=it)
+        line, record = train_line(
+            runner, _timer(runner), at, (iters, time, data_time), scalars, rates, device
+        )
+        self._writer.emit(runner, line, record, step=record["iter"])
 
     def after_run(self, runner) -> None:
         work_dir = getattr(runner, "work_dir", None)
@@ -239,78 +251,43 @@ class LoggerHook(Hook):
     # -- evaluation -------------------------------------------------------------
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         self._bars.close_eval()
-        self._log_metrics(runner, "val", metrics)
+        processor = self._line_source(runner)
+        if processor is None:
+            self._log_metrics(runner, "val", metrics)
+        elif _is_main(runner):
+            log_val_epoch(self, runner, processor)
 
     def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
         self._bars.close_eval()
-        self._log_metrics(runner, "test", metrics)
+        processor = self._line_source(runner)
+        if processor is None:
+            self._log_metrics(runner, "test", metrics)
+        elif _is_main(runner):
+            log_test_epoch(self, runner, processor)
 
     def _log_metrics(self, runner, mode: str, metrics: dict | None) -> None:
-        if not _is_main(runner):
-            return
-        # Evaluation is over: reading a tensor-valued metric here costs nothing in training.
-        metrics = {k: metric_number(v) for k, v in (metrics or {}).items()}
-        state = runner.state
-        length = loader_length(getattr(runner, f"{mode}_dataloader", None))
-        pos = f"[{length}/{length}]" if length is not None else ""
-        by_epoch = state.max_epochs is not None
-        if by_epoch and mode == "val":
-            head = f"Epoch(val) [{state.epoch}]{pos}"  # the loops validate after counting the epoch
-        else:
-            head = f"{'Epoch' if by_epoch else 'Iter'}({mode}) {pos}".rstrip()
-        items = [
-            f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()
-        ]
-        record = dict(mode=mode, epoch=state.epoch, iter=state.iter, step=state.step, **metrics)
-        # Trackers get one step axis, the iteration, for every scalar (W&B needs growing
-        # steps; the epoch is logged as a value beside the metrics).
-        self._emit(runner, "  ".join([head, *items]), record, step=state.iter)
-
-    # -- output ---------------------------------------------------------------
-    def _emit(self, runner, line: str, record: dict, step: int) -> None:
-        """Print `line`; append `record` to scalars.jsonl and send its numbers to trackers."""
-        if self._bars.train is not None:
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            with logging_redirect_tqdm(loggers=[logger]):  # lines go above the bar, via tqdm.write
-                logger.info(line)
-        else:
-            logger.info(line)
-        # The run's own folder (work_dir/<timestamp>/), or work_dir for a runner without one.
-        folder = getattr(runner, "log_dir", None) or getattr(runner, "work_dir", None)
-        if folder is not None and {".jsonl", ".json"} & set(self.out_suffix):
-            path = Path(folder) / "scalars.jsonl"
-            try:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-                with open(path, "a") as f:  # closing flushes each record
-                    f.write(json.dumps(record, default=str) + "\n")
-            except OSError as err:
-                # A full disk must not kill a run that could still checkpoint: say it once.
-                if not self._write_failed:
-                    self._write_failed = True
-                    logger.warning(
-                        "%s; training goes on without it", write_failure("logging", path, err)
-                    )
-        accelerator = getattr(runner, "accelerator", None)
-        if accelerator is not None and accelerator.trackers:
-            mode = record["mode"]
-            values = {
-                f"{mode}/{k}": v
-                for k, v in record.items()
-                if k not in ("mode", "iter", "step") and isinstance(v, (int, float))
-            }
-            accelerator.log(values, step=step)
+        if _is_main(runner):
+            line, record = metrics_line(runner, mode, metrics)
+            # Trackers get one step axis, the iteration, for every scalar (W&B needs growing
+            # steps; the epoch is logged as a value beside the metrics).
+            self._writer.emit(runner, line, record, step=record["iter"])
 
     # -- evaluation bars -------------------------------------------------------------
     def after_val_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         self._bars.eval_step(runner, "val")
+        processor = self._line_source(runner)
+        if processor is not None and _is_main(runner):
+            log_eval_iter(self, runner, processor, batch_idx, "val")
 
     def after_test_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         self._bars.eval_step(runner, "test")
+        processor = self._line_source(runner)
+        if processor is not None and _is_main(runner):
+            log_eval_iter(self, runner, processor, batch_idx, "test")
 
 
 def _is_main(runner) -> bool:

@@ -9,6 +9,14 @@ import numpy as np
 import torch
 
 
+class HistoryBufferError(ValueError, AssertionError):
+    """Mismatched initial histories (MMEngine asserts this)."""
+
+
+class HistoryBufferTypeError(TypeError, ValueError):
+    """More than one value given to `HistoryBuffer.update`."""
+
+
 class HistoryBuffer:
     """Keep the last `max_length` values of a scalar and how many samples each stood for.
 
@@ -28,13 +36,20 @@ class HistoryBuffer:
         (4.0, 3.0)
     """
 
+    _statistics_methods: dict[str, Any] = {}  # MMEngine's registered extra statistics
+
     def __init__(
         self, log_history: Any = (), count_history: Any = (), max_length: int = 1000000
     ) -> None:
         self.max_length = max_length
-        log_history, count_history = list(log_history), list(count_history)
+        # Any array-like, flattened (as MMEngine's np.append does on the first update).
+        log_history = np.asarray(log_history).reshape(-1).tolist()
+        count_history = np.asarray(count_history).reshape(-1).tolist()
         if count_history and len(count_history) != len(log_history):
-            raise ValueError("HistoryBuffer log_history and count_history differ in length")
+            raise HistoryBufferError(
+                f"HistoryBuffer log_history ({len(log_history)} values) and count_history "
+                f"({len(count_history)}) differ in length"
+            )
         self._log = deque(log_history, maxlen=max_length)
         self._count = deque(count_history or [1] * len(log_history), maxlen=max_length)
         self._pending: list = []  # (0-d device tensor, count) not read back yet
@@ -46,13 +61,19 @@ class HistoryBuffer:
         """Append `value` (a number or a one-element tensor/array) standing for `count`."""
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise ValueError(f"HistoryBuffer takes one-element tensors, got {value.shape}")
+                raise HistoryBufferTypeError(
+                    f"HistoryBuffer takes one-element tensors, got shape {tuple(value.shape)}"
+                )
             # Kept as is (detached): the few microseconds per call matter every iteration.
             self._pending.append((value.detach() if value.requires_grad else value, count))
             if len(self._pending) >= self._BATCH:
                 self._stack_pending()
             return
         if hasattr(value, "item"):
+            if getattr(value, "size", 1) != 1:
+                raise HistoryBufferTypeError(
+                    f"HistoryBuffer takes one value at a time, got an array of {value.size}"
+                )
             value = value.item()
         if not isinstance(value, int | float):
             raise TypeError(f"HistoryBuffer values must be numbers, got {type(value).__name__}")
@@ -125,11 +146,27 @@ class HistoryBuffer:
     def min(self, window_size: int | None = None) -> float:
         return min(self._window(window_size))
 
+    @classmethod
+    def register_statistics(cls, method: Any) -> Any:
+        """Decorator (MMEngine's): make ``method(buffer, ...)`` a statistic by its name.
+
+        Example:
+            >>> @HistoryBuffer.register_statistics
+            ... def last_two_sum(self):
+            ...     return sum(self.data[0][-2:])
+        """
+        cls._statistics_methods[method.__name__] = method
+        return method
+
     def statistics(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """MMEngine's by-name access: ``'mean'``, ``'current'``, ``'max'``, ``'min'``."""
-        if method not in ("mean", "current", "max", "min"):
-            raise KeyError(f"unknown statistic {method!r}; accepted: mean, current, max, min")
-        return getattr(self, method)(*args, **kwargs)
+        """MMEngine's by-name access: ``'mean'``, ``'current'``, ``'max'``, ``'min'`` or a
+        name given to `register_statistics`."""
+        if method in ("mean", "current", "max", "min"):
+            return getattr(self, method)(*args, **kwargs)
+        if method in self._statistics_methods:
+            return self._statistics_methods[method](self, *args, **kwargs)
+        known = ["mean", "current", "max", "min", *self._statistics_methods]
+        raise KeyError(f"unknown statistic {method!r}; accepted: {', '.join(known)}")
 
     def __len__(self) -> int:
         self._flush()

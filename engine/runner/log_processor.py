@@ -1,10 +1,12 @@
 """`LogProcessor`: MMEngine's formatter of the message hub's scalars into a (tag, line) pair.
 
-engine's `LoggerHook` formats its own lines from device tensors it collects (one host sync
-per interval); `Runner(log_processor=...)` builds this class for MMEngine configs and for
-ported code that calls ``runner.log_processor.get_log_after_iter(...)`` itself. It reads
-the run's `MessageHub` (filled by `RuntimeInfoHook` and `IterTimerHook`) and returns the
-same tag dict and log line as MMEngine for the same history.
+A run given ``Runner(log_processor=...)`` (a dict, MMEngine's ``dict(type='LogProcessor',
+window_size=50)``, or a built processor, a subclass included) has `LoggerHook` ask it for
+every line and tag, as MMEngine's hook does. It reads the run's `MessageHub` (filled by
+`RuntimeInfoHook` and `IterTimerHook`) and returns the same tag dict and log line as
+MMEngine for the same history. Without one, the Runner's `DefaultLogProcessor` lets
+`LoggerHook` write engine's own line (window means over every process, throughput), while
+ported code that calls ``runner.log_processor.get_log_after_iter(...)`` still gets MMEngine's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class LogProcessor:
         AssertionError: (as MMEngine) a log name defined twice, or ``window_size='epoch'``
             with ``by_epoch=False``.
     """
+
+    engine_window_line = False  # LoggerHook asks this processor for its lines (see module doc)
 
     def __init__(
         self,
@@ -264,3 +268,10 @@ class LogProcessor:
 
     def _get_dataloader_size(self, runner: Any, mode: str) -> int:
         return len(self._get_cur_loop(runner, mode).dataloader)
+
+
+class DefaultLogProcessor(LogProcessor):
+    """The Runner's processor when none is configured: `LoggerHook` writes engine's own
+    window line for the run (``engine_window_line``); called directly, it is `LogProcessor`."""
+
+    engine_window_line = True

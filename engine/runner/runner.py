@@ -192,7 +192,7 @@ class Runner(RunnerAttributes):
             log_processor,
         )
         self.log_dir = log_dir  # the run folder, work_dir/<timestamp>/, as MMEngine's
-        unused_arguments(log_processor=log_processor, default_scope=default_scope)
+        unused_arguments(default_scope=default_scope)
         # Built after seeding, as in MMEngine: randomness=dict(seed=...) repeats the init.
         model = build_model(model, data_preprocessor)
         if self.accelerator.num_processes == 1:  # as MMEngine: SyncBN needs a process group

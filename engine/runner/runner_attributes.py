@@ -16,7 +16,7 @@ from engine.hooks.hook import HookList
 from engine.logging import MessageHub, MMLogger
 from engine.registry import DefaultScope
 from engine.runner import runner_builders as _builders
-from engine.runner.log_processor import LogProcessor
+from engine.runner.log_processor import DefaultLogProcessor
 from engine.runner.loop_objects import (
     EpochBasedTrainLoop,
     IterBasedTrainLoop,
@@ -61,8 +61,11 @@ class RunnerAttributes:
             logging.getLogger("engine").setLevel(level)
         self.visualizer = make_visualizer(visualizer, self.experiment_name, acc)
         self.default_scope = scope
-        self.log_processor = LogProcessor(
-            **{k: v for k, v in (log_processor or {}).items() if k != "type"}
+        # A configured processor writes LoggerHook's lines; the default leaves engine's own.
+        self.log_processor = (
+            DefaultLogProcessor()
+            if log_processor is None
+            else _builders.build_log_processor(self, log_processor)
         )
         if scope is not None:
             DefaultScope.get_instance(self.experiment_name, scope_name=scope)
