@@ -101,13 +101,14 @@ def test_clip_by_norm_only_on_update_steps_and_norm_is_a_tensor(kind):
     assert torch.allclose(p.detach(), torch.tensor([2.4, 3.2]))
 
 
-def test_clip_by_value():
+@pytest.mark.parametrize(
+    "clip_grad",
+    # the second is how MMEngine's optimizer-wrapper tutorial writes it: no type
+    [dict(type="value", clip_value=0.5), dict(clip_value=0.5)],
+)
+def test_clip_by_value(clip_grad):
     p = nn.Parameter(torch.tensor([0.0, 0.0]))
-    ow = OptimWrapper(
-        torch.optim.SGD([p], lr=1.0),
-        Accelerator(cpu=True),
-        clip_grad=dict(type="value", clip_value=0.5),
-    )
+    ow = OptimWrapper(torch.optim.SGD([p], lr=1.0), Accelerator(cpu=True), clip_grad=clip_grad)
     ow.update_params((p * torch.tensor([2.0, -0.25])).sum())
     assert torch.allclose(p.detach(), torch.tensor([-0.5, 0.25]))
 

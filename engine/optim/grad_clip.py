@@ -35,7 +35,9 @@ def parse_clip_grad(clip_grad: dict | None) -> tuple[str, dict] | None:
             "is that dict; None turns clipping off"
         )
     cfg = dict(clip_grad)
-    kind = cfg.pop("type", "norm")
+    # MMEngine's optimizer-wrapper tutorial writes dict(clip_value=0.2) for value clipping;
+    # with no type and only that key, nothing else can be meant.
+    kind = cfg.pop("type", "value" if set(cfg) == {"clip_value"} else "norm")
     if kind == "norm":
         if "max_norm" not in cfg:
             raise ValueError(
