@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from engine.config_dict import Config
-from engine.hooks.hook import HookList
+from engine.hooks.hook import EVENTS, HookList
 from engine.logging import MessageHub, MMLogger
 from engine.registry import DefaultScope
 from engine.runner import runner_builders as _builders
@@ -73,7 +73,11 @@ class RunnerAttributes:
     def _build_loop_objects(self) -> None:
         cfg = self.train_cfg
         self.train_loop = None
-        if cfg is not None:
+        custom = getattr(self, "_custom_loop", None)
+        if custom is not None:  # a loop ported code registered: MMEngine's call
+            cls, args = custom
+            self.train_loop = cls(runner=self, dataloader=self.train_dataloader, **args)
+        elif cfg is not None:
             kind = EpochBasedTrainLoop if cfg["by_epoch"] else IterBasedTrainLoop
             self.train_loop = kind(self, self.train_dataloader, cfg)
         test_fp16 = bool(self.test_cfg.get("fp16", False))
@@ -87,8 +91,16 @@ class RunnerAttributes:
         return cls(**runner_kwargs(cfg))
 
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
-        """Call event `fn_name` on every hook that handles it, in priority order."""
-        self.hooks.call(fn_name, self, **kwargs)
+        """Call event `fn_name` on every hook that handles it, in priority order. A name
+        that is not one of engine's events (a ported loop's own, e.g. ``'before_warmup_iter'``)
+        is called on every hook that has such a method, as MMEngine does."""
+        if fn_name in EVENTS:
+            self.hooks.call(fn_name, self, **kwargs)
+            return
+        for hook in self.hooks:
+            method = getattr(hook, fn_name, None)
+            if callable(method):
+                method(self, **kwargs)
 
     # MMEngine's public builders (engine.runner.runner_builders), bound as methods.
     build_model = _builders.build_model

@@ -1,0 +1,51 @@
+"""Training loops that ported code registers: ``train_cfg=dict(type='MyLoop', ...)``.
+
+MMEngine builds ``train_cfg`` with ``LOOPS``: a class ported code registered (or passes) is
+called as ``cls(runner=, dataloader=, **train_cfg)`` and ``Runner.train()`` runs its
+``run()``. The Runner still needs the run's length and validation schedule (for the state,
+schedules and checkpoints), so this module splits such a cfg into engine's parsed train_cfg
+and the loop's own arguments. engine's two loop names keep engine's loops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.registry import LOOPS
+from engine.runner.build import parse_train_cfg
+from engine.runner.build_objects import resolve_type
+from engine.runner.loop_objects import EpochBasedTrainLoop, IterBasedTrainLoop, _TrainLoop
+
+_ENGINE_LOOPS = {
+    "EpochBasedTrainLoop": EpochBasedTrainLoop,
+    "IterBasedTrainLoop": IterBasedTrainLoop,
+}
+# What engine's loops and the Runner read from a custom loop's cfg.
+_SCHEDULE_KEYS = ("max_epochs", "max_iters", "val_interval", "val_begin", "dynamic_intervals")
+
+
+def split_train_cfg(cfg: Any) -> tuple[dict, type | None, dict]:
+    """``(parsed train_cfg, custom loop class or None, the loop's keyword arguments)``.
+
+    Raises:
+        ValueError: a ``type`` that is neither engine's loop, a class, nor registered in
+            ``engine.registry.LOOPS``; a custom loop's cfg without ``max_epochs``/``max_iters``.
+    """
+    kind = cfg.get("type") if isinstance(cfg, dict) else None
+    if kind is None or kind in _ENGINE_LOOPS or kind in _ENGINE_LOOPS.values():
+        if isinstance(kind, type):
+            cfg = {**cfg, "type": kind.__name__}
+        return parse_train_cfg(cfg), None, {}
+    cls = resolve_type(kind, _ENGINE_LOOPS, LOOPS, "train_cfg")
+    args = {k: v for k, v in cfg.items() if k != "type"}
+    if isinstance(cls, type) and issubclass(cls, _TrainLoop):
+        by_epoch = cls.by_epoch
+    else:
+        by_epoch = "max_iters" not in args
+    schedule = {k: args[k] for k in _SCHEDULE_KEYS if k in args}
+    if "max_epochs" not in schedule and "max_iters" not in schedule:
+        raise ValueError(
+            f"train_cfg type {getattr(cls, '__name__', cls)!r} needs max_epochs or max_iters "
+            "(the run's length, for schedules and checkpoints)"
+        )
+    return parse_train_cfg({"by_epoch": by_epoch, **schedule}), cls, args
