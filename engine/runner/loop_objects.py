@@ -15,6 +15,7 @@ import torch
 from engine.runner import loops
 from engine.runner.build import parse_train_cfg
 from engine.runner.infinite_iterator import _InfiniteDataloaderIterator
+from engine.runner.val_schedule import val_interval_at
 
 
 def eval_autocast(runner: Any, cfg: dict | None) -> Any:
@@ -59,10 +60,21 @@ class _TrainLoop(BaseLoop):
         elif kw:
             raise TypeError(f"{type(self).__name__} takes a parsed train_cfg or keywords, not both")
         self.val_begin = cfg["val_begin"]
-        self.val_interval = cfg["val_interval"]
+        self._val_interval = cfg["val_interval"]
         self.dynamic_intervals = cfg.get("dynamic_intervals") or []
         self._iterator: Any = None
         self._prepared: Any = None
+
+    @property
+    def val_interval(self) -> int:
+        """The validation interval in force now: ``dynamic_intervals`` applied to the epochs
+        (or iterations) done, as `engine.runner.val_schedule` decides."""
+        done = self._state.epoch if self.by_epoch else self._state.iter
+        return val_interval_at(self._val_interval, self.dynamic_intervals, done)
+
+    @val_interval.setter
+    def val_interval(self, value: int) -> None:
+        self._val_interval = value
 
     @property
     def dataloader_iterator(self) -> Any:

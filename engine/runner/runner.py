@@ -42,7 +42,7 @@ from engine.runner.accelerate_setup import (
     warn_if_whole_model_ddp_with_members,
 )
 from engine.runner.build import build_evaluator, build_hooks, build_schedules
-from engine.runner.build_objects import build_model, check_model_arg
+from engine.runner.build_objects import build_model, check_model_arg, registered_model_wrapper
 from engine.runner.cpu_threads import set_cpu_threads
 from engine.runner.custom_loops import split_train_cfg
 from engine.runner.entry_points import RunnerEntryPoints
@@ -201,6 +201,7 @@ class Runner(RunnerAttributes, RunnerEntryPoints):
         self.val_cfg, self.test_cfg = val_cfg or {}, test_cfg or {}
 
         acc = self.accelerator
+        model_wrapper = registered_model_wrapper(model_wrapper, acc.num_processes)
         model = compile_model(model, compile)  # in place, before any wrapper: keys unchanged
         model = model.to(acc.device) if model_wrapper is not None else model
         self.optim_wrapper = None

@@ -152,14 +152,20 @@ def build_evaluator(runner: Any, evaluator: Any) -> Evaluator:
 def build_dataloader(runner: Any, dataloader: Any, seed: int | None = None,
                      diff_rank_seed: bool = False) -> Any:  # fmt: skip
     """MMEngine's dataloader dict (or a built loader) -> a ``DataLoader`` (not prepared by
-    Accelerate: the Runner prepares its own). `seed` seeds the sampler when it takes one;
-    `diff_rank_seed` adds the rank, as MMEngine."""
+    Accelerate: the Runner prepares its own), for use outside the Runner: its
+    ``DefaultSampler``/``InfiniteSampler`` shards by rank itself, as MMEngine's.
+
+    `seed` seeds the sampler when it takes one and, without a ``worker_init_fn``, the
+    workers (MMEngine's ``default_worker_init_fn``); with `diff_rank_seed` the sampler draws a
+    seed shared by the processes instead, as MMEngine does (the workers keep `seed`)."""
     if isinstance(dataloader, dict) and seed is not None:
         sampler = dataloader.get("sampler")
-        if isinstance(sampler, dict) and "seed" not in sampler:
-            offset = runner.rank if diff_rank_seed else 0
-            dataloader = {**dataloader, "sampler": {**sampler, "seed": seed + offset}}
-    return _build_dataloader(dataloader, "dataloader")
+        if isinstance(sampler, dict) and "seed" not in sampler and not diff_rank_seed:
+            dataloader = {**dataloader, "sampler": {**sampler, "seed": seed}}
+        if "worker_init_fn" not in dataloader:
+            worker_init = {"type": "worker_init_fn", "seed": seed}
+            dataloader = {**dataloader, "worker_init_fn": worker_init}
+    return _build_dataloader(dataloader, "dataloader", keep_sampler=True)
 
 
 def build_train_loop(runner: Any, loop: Any) -> BaseLoop:
