@@ -9,9 +9,10 @@ from torch.utils.data import Dataset
 
 from engine import BaseModel, Hook, Runner
 from engine.dataset import DefaultSampler
+from engine.evaluator import Accuracy
 from engine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 from engine.registry import FUNCTIONS, LOOPS, MODEL_WRAPPERS, OPTIM_WRAPPER_CONSTRUCTORS
-from engine.runner import IterBasedTrainLoop
+from engine.runner import IterBasedTrainLoop, ValLoop
 
 
 class Net(BaseModel):
@@ -213,3 +214,40 @@ def test_registered_model_wrapper_is_skipped_in_one_process():
         MODEL_WRAPPERS.module_dict.pop("CountingWrapper")
     assert isinstance(runner.model, Net) and CountingWrapper.built == 0
     runner.train()
+
+
+class Scores(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return {"x": torch.ones(2), "y": torch.tensor(float(i))}
+
+
+class CountBatches(ValLoop):
+    """A ported val loop: MMEngine's signature, its own run()."""
+
+    def __init__(self, runner, dataloader, evaluator, scale):
+        super().__init__(runner, dataloader, evaluator)
+        self.scale = scale
+
+    def run(self):
+        return {"batches": self.scale * sum(1 for _ in self.dataloader)}
+
+
+def test_loops_are_built_when_first_used_and_val_cfg_may_name_a_loop():
+    LOOPS.register_module(module=CountBatches, force=True)
+    try:
+        runner = make(
+            dict(by_epoch=False, max_iters=2),
+            val_dataloader=dict(dataset=Scores(), batch_size=2),
+            val_evaluator=Accuracy(),
+            val_cfg=dict(type="CountBatches", scale=10),
+        )
+        assert runner._train_loop == runner.train_cfg  # MMEngine: the cfg until first used
+        assert runner.val() == {"batches": 20}
+        assert isinstance(runner._train_loop, dict) and runner._test_loop is None
+        assert isinstance(runner.train_loop, IterBasedTrainLoop)
+        assert runner._train_loop is runner.train_loop
+    finally:
+        LOOPS.module_dict.pop("CountBatches")

@@ -13,9 +13,7 @@ import logging
 from engine.checkpoint.lock import hold_work_dir
 from engine.hooks.signal_hook import handling_signals
 from engine.plot import plot_curves, plotting_available
-from engine.runner import loops
 from engine.runner.accelerate_setup import check_has_batches
-from engine.runner.loop_objects import eval_autocast
 from engine.runner.model_init import init_model_weights
 from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.run_folder import discarding_unused_run_folder
@@ -85,8 +83,8 @@ class RunnerEntryPoints:
                 "val() needs val_dataloader and val_evaluator, which should not be None"
             )
         self._load_checkpoint(weights_only=True)
-        with eval_autocast(self, self.val_cfg):  # val_cfg=dict(fp16=True), as MMEngine
-            self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
+        # ValLoop (val_cfg=dict(fp16=True) autocasts, as MMEngine) or the loop val_cfg names
+        self.last_metrics = self.val_loop.run()
         return self.last_metrics
 
     @discarding_unused_run_folder
@@ -97,8 +95,7 @@ class RunnerEntryPoints:
                 "test() needs test_dataloader and test_evaluator, which should not be None"
             )
         self._load_checkpoint(weights_only=True)
-        with eval_autocast(self, self.test_cfg):
-            return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
+        return self.test_loop.run()
 
     def _load_checkpoint(self, weights_only: bool = False) -> None:
         """Load ``load_from``/``resume`` before whatever runs first: all of it for training,
