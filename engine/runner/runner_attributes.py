@@ -15,6 +15,7 @@ from engine.config_dict import Config
 from engine.hooks.hook import EVENTS, HookList
 from engine.logging import MessageHub, MMLogger
 from engine.registry import DefaultScope
+from engine.runner import custom_loops as _loops
 from engine.runner import runner_builders as _builders
 from engine.runner.log_processor import DefaultLogProcessor
 from engine.runner.loop_objects import EpochBasedTrainLoop, IterBasedTrainLoop
@@ -97,7 +98,7 @@ class RunnerAttributes:
         """``ValLoop`` (or the ``type`` that ``val_cfg`` names) over the val loader and
         evaluator; None without ``val_dataloader``."""
         if isinstance(self._val_loop, dict):
-            self._val_loop = _builders.build_val_loop(self, self._val_loop)
+            self._val_loop = _loops.build_val_loop(self, self._val_loop)
         return self._val_loop
 
     @val_loop.setter
@@ -108,7 +109,7 @@ class RunnerAttributes:
     def test_loop(self) -> Any:
         """``TestLoop`` (or the ``type`` that ``test_cfg`` names); None without ``test_dataloader``."""
         if isinstance(self._test_loop, dict):
-            self._test_loop = _builders.build_test_loop(self, self._test_loop)
+            self._test_loop = _loops.build_test_loop(self, self._test_loop)
         return self._test_loop
 
     @test_loop.setter
@@ -132,16 +133,16 @@ class RunnerAttributes:
             if callable(method):
                 method(self, **kwargs)
 
-    # MMEngine's public builders (engine.runner.runner_builders), bound as methods.
+    # MMEngine's public builders (engine.runner.runner_builders, custom_loops), bound as methods.
     build_model = _builders.build_model
     build_optim_wrapper = _builders.build_optim_wrapper
     scale_lr = _builders.scale_lr
     build_param_scheduler = _builders.build_param_scheduler
     build_evaluator = _builders.build_evaluator
     build_dataloader = _builders.build_dataloader
-    build_train_loop = _builders.build_train_loop
-    build_val_loop = _builders.build_val_loop
-    build_test_loop = _builders.build_test_loop
+    build_train_loop = _loops.build_train_loop
+    build_val_loop = _loops.build_val_loop
+    build_test_loop = _loops.build_test_loop
     build_log_processor = _builders.build_log_processor
     build_message_hub = _builders.build_message_hub
     build_logger = _builders.build_logger
