@@ -5,8 +5,10 @@ import logging
 import os
 import pickle
 import sys
+import types
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from engine.runner.checkpoint import (
     load_state_dict,
     weights_to_cpu,
 )
+from engine.runner.pth_files import PickledRecord
 
 
 class Block(nn.Module):
@@ -165,3 +168,49 @@ def test_petrel_needs_its_client(monkeypatch):
     assert get_file_backend("/tmp/x.pth").name == "LocalBackend"
     with pytest.raises(ValueError, match="accepted: disk, local, petrel"):
         get_file_backend("x.pth", dict(backend="lmdb"))
+
+
+def test_an_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypatch):
+    # What MMEngine's Runner saves: NumPy values in meta, HistoryBuffer objects in the hub.
+    fake = types.ModuleType("mmengine.logging.history_buffer")
+
+    class HistoryBuffer:
+        def __init__(self):
+            self._log_history = np.array([0.5, 0.25])
+            self.max_length = 1000000
+
+    HistoryBuffer.__module__ = fake.__name__
+    HistoryBuffer.__qualname__ = "HistoryBuffer"
+    fake.HistoryBuffer = HistoryBuffer
+    for name in ("mmengine", "mmengine.logging", fake.__name__):
+        monkeypatch.setitem(sys.modules, name, fake)
+    torch.manual_seed(2)
+    source = Net()
+    path = str(tmp_path / "epoch_12.pth")
+    torch.save(
+        {
+            "meta": {"epoch": 12, "seed": np.int64(7), "lr": np.float32(0.1)},
+            "state_dict": source.state_dict(),
+            "message_hub": {"log_scalars": {"train/loss": HistoryBuffer()}},
+        },
+        path,
+    )
+    for name in ("mmengine", "mmengine.logging", fake.__name__):
+        monkeypatch.delitem(sys.modules, name)  # as on a machine without MMEngine
+
+    target = Net()
+    checkpoint = load_checkpoint(target, path, strict=True)
+    assert _same(target.state_dict(), source.state_dict())
+    assert checkpoint["meta"]["seed"] == 7
+    record = checkpoint["message_hub"]["log_scalars"]["train/loss"]
+    assert isinstance(record, PickledRecord)
+    assert record.type_name == "mmengine.logging.history_buffer.HistoryBuffer"
+    np.testing.assert_array_equal(record.state["_log_history"], [0.5, 0.25])
+    assert "mmengine" not in sys.modules  # nothing was imported
+
+
+def test_other_objects_are_refused_by_name(tmp_path):
+    path = str(tmp_path / "odd.pth")
+    torch.save({"state_dict": {}, "extra": Opaque()}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"holds .*Opaque.*weights_only=False"):
+        load_checkpoint(Net(), path)

@@ -1,8 +1,9 @@
 """MMEngine's `CheckpointLoader`: which function reads a ``.pth`` path, chosen by its scheme.
 
-Local files and ``http(s)://`` URLs are read with ``torch.load(weights_only=True)``, so a
-file holding anything but tensors and plain containers is refused unless the caller says it
-is trusted (``weights_only=False``). ``s3://`` goes through `PetrelBackend` (needs
+Local files are read weights-only (`engine.runner.pth_files`: tensors, containers, NumPy
+values and MMEngine's own objects as inert records), anything else refused unless the
+caller says the file is trusted (``weights_only=False``); ``http(s)://`` URLs go through
+``torch.hub`` (weights-only). ``s3://`` goes through `PetrelBackend` (needs
 ``petrel_client``). OpenMMLab's model-zoo names (``open-mmlab://``, ``mmcls://``,
 ``torchvision://``, ``pavi://``) need MMEngine's URL lists or clients, which engine does not
 ship: their loaders raise one line saying so. Ported code registers its own schemes with
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,23 +22,9 @@ import torch
 
 from engine.fileio.file_client import PetrelBackend
 from engine.logging.mm_logger import print_log
+from engine.runner.pth_files import load_pth
 
-__all__ = ["CheckpointLoader", "load_from_http", "load_from_local", "torch_load"]
-
-
-def torch_load(source: Any, map_location: Any, name: str, weights_only: bool = True) -> Any:
-    """``torch.load`` of a path or file object; a weights-only refusal becomes one line that
-    says how to load a trusted file."""
-    try:
-        return torch.load(source, map_location=map_location, weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        refused = str(err).splitlines()
-        reason = next((line for line in refused if "GLOBAL" in line), refused[0] if refused else "")
-        raise pickle.UnpicklingError(
-            f"{name} was refused by weights-only loading ({reason.strip()}); it holds objects "
-            "other than tensors and containers. Only if you trust the file, load it with "
-            "weights_only=False (its pickled code runs)"
-        ) from None
+__all__ = ["CheckpointLoader", "load_from_http", "load_from_local"]
 
 
 class CheckpointLoader:
@@ -105,7 +91,7 @@ def load_from_local(filename: str, map_location: Any, weights_only: bool = True)
     path = os.path.expanduser(filename)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {filename} does not exist or is not a file")
-    return torch_load(path, map_location, filename, weights_only)
+    return load_pth(path, map_location, filename, weights_only)
 
 
 @CheckpointLoader.register_scheme(prefixes=("http://", "https://"))
@@ -126,7 +112,7 @@ def load_from_ceph(
     if backend != "petrel":
         raise ValueError(f"load_from_ceph backend {backend!r} is not provided; accepted: 'petrel'")
     data = PetrelBackend().get(filename)
-    return torch_load(io.BytesIO(data), map_location, filename, weights_only)
+    return load_pth(io.BytesIO(data), map_location, filename, weights_only)
 
 
 def _not_provided(what: str) -> Callable[..., Any]:
