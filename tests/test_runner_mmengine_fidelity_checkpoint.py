@@ -13,6 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from engine import Runner
+from engine.checkpoint import CheckpointError, load_weights
+from engine.checkpoint.pth_files import PickledRecord
 from engine.fileio.file_client import PetrelBackend, get_file_backend
 from engine.runner import load_checkpoint, save_checkpoint
 from engine.runner.checkpoint import (
@@ -22,7 +25,7 @@ from engine.runner.checkpoint import (
     load_state_dict,
     weights_to_cpu,
 )
-from engine.runner.pth_files import PickledRecord
+from models import ParamModel
 
 
 class Block(nn.Module):
@@ -170,8 +173,9 @@ def test_petrel_needs_its_client(monkeypatch):
         get_file_backend("x.pth", dict(backend="lmdb"))
 
 
-def test_an_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypatch):
-    # What MMEngine's Runner saves: NumPy values in meta, HistoryBuffer objects in the hub.
+def _mmengine_runner_checkpoint(path, model, monkeypatch, prefix="module."):
+    """What MMEngine's Runner saves: NumPy values in meta, HistoryBuffer objects in the hub;
+    written with a stand-in ``mmengine`` module that is gone again afterwards."""
     fake = types.ModuleType("mmengine.logging.history_buffer")
 
     class HistoryBuffer:
@@ -182,22 +186,26 @@ def test_an_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypa
     HistoryBuffer.__module__ = fake.__name__
     HistoryBuffer.__qualname__ = "HistoryBuffer"
     fake.HistoryBuffer = HistoryBuffer
-    for name in ("mmengine", "mmengine.logging", fake.__name__):
+    names = ("mmengine", "mmengine.logging", fake.__name__)
+    for name in names:
         monkeypatch.setitem(sys.modules, name, fake)
-    torch.manual_seed(2)
-    source = Net()
-    path = str(tmp_path / "epoch_12.pth")
     torch.save(
         {
             "meta": {"epoch": 12, "seed": np.int64(7), "lr": np.float32(0.1)},
-            "state_dict": source.state_dict(),
+            "state_dict": OrderedDict((prefix + k, v) for k, v in model.state_dict().items()),
             "message_hub": {"log_scalars": {"train/loss": HistoryBuffer()}},
         },
         path,
     )
-    for name in ("mmengine", "mmengine.logging", fake.__name__):
+    for name in names:
         monkeypatch.delitem(sys.modules, name)  # as on a machine without MMEngine
 
+
+def test_an_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    source = Net()
+    path = str(tmp_path / "epoch_12.pth")
+    _mmengine_runner_checkpoint(path, source, monkeypatch)
     target = Net()
     checkpoint = load_checkpoint(target, path, strict=True)
     assert _same(target.state_dict(), source.state_dict())
@@ -207,6 +215,24 @@ def test_an_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypa
     assert record.type_name == "mmengine.logging.history_buffer.HistoryBuffer"
     np.testing.assert_array_equal(record.state["_log_history"], [0.5, 0.25])
     assert "mmengine" not in sys.modules  # nothing was imported
+
+
+def test_runner_load_from_an_mmengine_runner_checkpoint(tmp_path, monkeypatch):
+    source = ParamModel()
+    with torch.no_grad():
+        source.p.fill_(3.5)
+    path = str(tmp_path / "epoch_12.pth")
+    _mmengine_runner_checkpoint(path, source, monkeypatch, prefix="")
+    runner = Runner(model=ParamModel(), work_dir=None)
+    load_weights(runner, path)  # what Runner(load_from=path) does before running
+    assert runner.model.p.item() == 3.5
+
+
+def test_load_from_still_refuses_other_pickles(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict": {}, "extra": Opaque()}, path)
+    with pytest.raises(CheckpointError, match="refused by weights-only loading"):
+        load_weights(Runner(model=ParamModel(), work_dir=None), str(path))
 
 
 def test_other_objects_are_refused_by_name(tmp_path):

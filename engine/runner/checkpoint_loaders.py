@@ -1,6 +1,6 @@
 """MMEngine's `CheckpointLoader`: which function reads a ``.pth`` path, chosen by its scheme.
 
-Local files are read weights-only (`engine.runner.pth_files`: tensors, containers, NumPy
+Local files are read weights-only (`engine.checkpoint.pth_files`: tensors, containers, NumPy
 values and MMEngine's own objects as inert records), anything else refused unless the
 caller says the file is trusted (``weights_only=False``); ``http(s)://`` URLs go through
 ``torch.hub`` (weights-only). ``s3://`` goes through `PetrelBackend` (needs
@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.pth_files import load_pth
 from engine.fileio.file_client import PetrelBackend
 from engine.logging.mm_logger import print_log
-from engine.runner.pth_files import load_pth
 
 __all__ = ["CheckpointLoader", "load_from_http", "load_from_local"]
 

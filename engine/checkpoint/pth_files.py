@@ -1,5 +1,8 @@
 """Read ``.pth`` files weights-only, MMEngine's and MMCV's own checkpoints included.
 
+Used by ``load_from`` (`engine.checkpoint.model_weights`) and MMEngine's ``.pth`` helpers
+(`engine.runner.checkpoint`).
+
 A checkpoint saved by MMEngine's Runner holds, besides tensors, NumPy values (``meta``) and
 MMEngine objects (``message_hub``'s ``HistoryBuffer``). ``torch.load(weights_only=True)``
 refuses those, and ``weights_only=False`` would need ``mmengine`` installed and would run
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PickledRecord", "load_pth"]
+__all__ = ["PickledRecord", "load_mmengine_pth", "load_pth"]
 
 # Classes whose pickled state may come back as a record: MMEngine's and MMCV's own.
 _RECORDED_PACKAGES = ("mmengine", "mmcv")
@@ -103,3 +106,12 @@ def load_pth(source: Any, map_location: Any, name: Any, weights_only: bool = Tru
         source.seek(0)
     with torch.serialization.safe_globals([*allowed.values(), *_NUMPY_DTYPES]):
         return torch.load(source, map_location=map_location, weights_only=True)
+
+
+def load_mmengine_pth(path: Any, refused: Exception) -> Any:
+    """`load_pth` of a file plain weights-only loading refused: an MMEngine/MMCV runner
+    checkpoint loads; for anything else the original error `refused` is raised."""
+    try:
+        return load_pth(path, "cpu", path)
+    except Exception:  # refused again, or corrupt: the first error says it best
+        raise refused from None
