@@ -208,11 +208,12 @@ class CountingWrapper(nn.Module):
 
 def test_registered_model_wrapper_is_skipped_in_one_process():
     MODEL_WRAPPERS.register_module(module=CountingWrapper, force=True)
+    built = CountingWrapper.built
     try:
         runner = make(dict(by_epoch=False, max_iters=1), model_wrapper=dict(type="CountingWrapper"))
     finally:
         MODEL_WRAPPERS.module_dict.pop("CountingWrapper")
-    assert isinstance(runner.model, Net) and CountingWrapper.built == 0
+    assert isinstance(runner.model, Net) and CountingWrapper.built == built
     runner.train()
 
 
@@ -251,3 +252,25 @@ def test_loops_are_built_when_first_used_and_val_cfg_may_name_a_loop():
         assert runner._train_loop is runner.train_loop
     finally:
         LOOPS.module_dict.pop("CountBatches")
+
+
+def test_registered_model_wrapper_in_a_distributed_run():
+    from types import SimpleNamespace
+
+    from engine.model import MMDistributedDataParallel
+    from engine.runner.build_objects import registered_model_wrapper
+
+    MODEL_WRAPPERS.register_module(module=CountingWrapper, force=True)
+    MODEL_WRAPPERS.register_module(module=MMDistributedDataParallel, force=True)
+    try:
+        build = registered_model_wrapper(dict(type="CountingWrapper"), num_processes=2)
+        # engine's own names keep engine's path (Accelerate's DDP), registered or not
+        assert (
+            registered_model_wrapper("MMDistributedDataParallel", 2) == "MMDistributedDataParallel"
+        )
+    finally:
+        MODEL_WRAPPERS.module_dict.pop("CountingWrapper")
+        MODEL_WRAPPERS.module_dict.pop("MMDistributedDataParallel")
+    model = Net()
+    wrapped = build(model, SimpleNamespace(device=torch.device("cpu")))
+    assert isinstance(wrapped, CountingWrapper) and wrapped.module is model

@@ -16,9 +16,13 @@ from typing import Any
 from torch import nn
 
 from engine.model.base_model import build_preprocessor
+from engine.model.fsdp2 import FSDP2_NAMES
+from engine.model.wrappers import DEFAULT_WRAPPER_NAMES, FSDP_WRAPPER_NAMES
 from engine.registry import MODEL_WRAPPERS, MODELS, Registry
 
 logger = logging.getLogger("engine")
+_ENGINE_WRAPPERS = {*DEFAULT_WRAPPER_NAMES, *FSDP_WRAPPER_NAMES, *FSDP2_NAMES, "separate",
+                    "MMSeparateDistributedDataParallel"}  # fmt: skip
 
 
 def resolve_type(kind: Any, stock: Mapping[str, Any], registry: Registry, what: str) -> Callable:
@@ -126,7 +130,9 @@ def registered_model_wrapper(model_wrapper: Any, num_processes: int) -> Any:
     gradient reduction); with several, the class is built as ``cls(module=model, **options)``.
     """
     kind = model_wrapper.get("type") if isinstance(model_wrapper, dict) else model_wrapper
-    cls = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) else None
+    # engine's own names keep engine's wrapping, registered or not
+    own = isinstance(kind, str) and kind in _ENGINE_WRAPPERS
+    cls = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) and not own else None
     if cls is None:
         return model_wrapper
     if num_processes == 1:

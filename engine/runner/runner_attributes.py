@@ -192,6 +192,11 @@ class RunnerAttributes:
         return loop.max_iters if loop is not None else self.state.max_iters
 
     @property
+    def deterministic(self) -> bool:
+        """``randomness['deterministic']``: deterministic algorithms were asked for."""
+        return bool(self.randomness.get("deterministic", False))
+
+    @property
     def logger(self) -> logging.Logger:
         return self._logger
 
