@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from engine.checkpoint.find import find_latest_checkpoint
+from engine.dist.comm import get_rank
 from engine.fileio.file_client import get_file_backend
 from engine.logging.mm_logger import print_log
 from engine.model.base_module import is_model_wrapper
@@ -111,10 +112,12 @@ def load_state_dict(
         errors.append(f"unexpected key in source state_dict: {', '.join(unexpected)}\n")
     if missing:
         errors.append(f"missing keys in source state_dict: {', '.join(missing)}\n")
-    if errors and int(os.environ.get("RANK", "0")) == 0:
-        message = "\n".join(["The model and loaded state dict do not match exactly\n", *errors])
-        if strict:
-            raise RuntimeError(message)
+    if not errors:
+        return
+    message = "\n".join(["The model and loaded state dict do not match exactly\n", *errors])
+    if strict:  # on every process (MMEngine raises on rank 0 only, and the others go on)
+        raise RuntimeError(message)
+    if get_rank() == 0:
         print_log(message, logger=logger, level=logging.WARNING)
 
 
