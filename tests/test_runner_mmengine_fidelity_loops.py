@@ -274,3 +274,14 @@ def test_registered_model_wrapper_in_a_distributed_run():
     model = Net()
     wrapped = build(model, SimpleNamespace(device=torch.device("cpu")))
     assert isinstance(wrapped, CountingWrapper) and wrapped.module is model
+
+
+def test_dataloader_iterator_reshuffles_each_pass_of_a_prepared_loader():
+    runner = make(dict(by_epoch=False, max_iters=1))
+    runner.train_dataloader = runner.accelerator.prepare_data_loader(
+        torch.utils.data.DataLoader(list(range(6)), batch_size=6, shuffle=True)
+    )
+    loop = runner.train_loop
+    passes = [next(loop.dataloader_iterator).tolist() for _ in range(3)]
+    assert all(sorted(p) == list(range(6)) for p in passes)
+    assert len({tuple(p) for p in passes}) == 3  # a new order on every pass
