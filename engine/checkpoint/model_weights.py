@@ -24,6 +24,7 @@ from engine.checkpoint.io import (
     torch_load_weights_only,
 )
 from engine.checkpoint.manifest import verify
+from engine.checkpoint.pth_files import load_mmengine_pth
 from engine.checkpoint.sharded import has_sharded_state, load_sharded
 
 logger = logging.getLogger("engine")
@@ -96,7 +97,10 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], Path]:
     if path.suffix == ".safetensors":
         return load_tensors(path, "model weights in safetensors format")[0], path
     if path.suffix in (".pt", ".pth", ".bin"):
-        data = torch_load_weights_only(path, "a state dict of tensors")
+        try:
+            data = torch_load_weights_only(path, "a state dict of tensors")
+        except CheckpointError as refused:  # MMEngine's runner checkpoints hold its objects
+            data = load_mmengine_pth(path, refused)
         data = data.get("state_dict", data) if isinstance(data, dict) else data
         if not isinstance(data, dict) or not all(
             isinstance(v, torch.Tensor) for v in data.values()

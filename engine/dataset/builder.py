@@ -44,7 +44,7 @@ _LOADER_ARGS = (
 )  # fmt: skip
 
 
-def build_dataloader(cfg: Any, name: str) -> Any:
+def build_dataloader(cfg: Any, name: str, keep_sampler: bool = False) -> Any:
     """A loader from `cfg`: a ``DataLoader`` (rebuilt only when its sampler is one of
     engine's, see the module doc), any other iterable as is, or MMEngine's dict.
 
@@ -54,6 +54,10 @@ def build_dataloader(cfg: Any, name: str) -> Any:
     ``worker_init_fn=dict(type='worker_init_fn' | fn, ...)``, ``num_batch_per_epoch``.
     Without ``collate_fn``, torch's collate stacks the batch (MMEngine's Runner would use
     ``pseudo_collate``: pass it to keep lists).
+
+    With ``keep_sampler`` (MMEngine's ``runner.build_dataloader``, for a loader used outside
+    the Runner) a `DefaultSampler`/`InfiniteSampler` stays the loader's sampler, sharding by
+    rank itself; given to the Runner, such a loader is rebuilt as above.
 
     Raises:
         TypeError/ValueError: one line naming the argument that is wrong and what is accepted.
@@ -75,7 +79,7 @@ def build_dataloader(cfg: Any, name: str) -> Any:
     if per_epoch is not None:  # MMEngine's quick-debug option: the first batches only
         size = per_epoch * cfg.get("batch_size", 1) * get_dist_info()[1]
         cfg["dataset"] = Subset(cfg["dataset"], range(min(size, len(cfg["dataset"]))))
-    seed = _apply_sampler(cfg, name)
+    seed = _apply_sampler(cfg, name, keep_sampler)
     if "collate_fn" in cfg:
         cfg["collate_fn"] = _function(cfg["collate_fn"], f"{name} collate_fn")
     if "worker_init_fn" in cfg:
@@ -114,9 +118,9 @@ def _build_dataset(dataset: Any, name: str) -> Any:
     return built
 
 
-def _apply_sampler(cfg: dict, name: str) -> int | None:
-    """Turn ``cfg['sampler']`` into ``cfg['shuffle']`` where it is one of engine's;
-    returns the sampler's explicit seed (None: the run's data seed)."""
+def _apply_sampler(cfg: dict, name: str, keep: bool = False) -> int | None:
+    """Turn ``cfg['sampler']`` into ``cfg['shuffle']`` where it is one of engine's (with
+    `keep`, build it instead); returns the sampler's explicit seed (None: the run's data seed)."""
     sampler = cfg.pop("sampler", None)
     if isinstance(sampler, dict):
         sampler = dict(sampler)
@@ -129,6 +133,9 @@ def _apply_sampler(cfg: dict, name: str) -> int | None:
                     f"{name} sampler {cls.__name__} takes shuffle, seed"
                     f"{', round_up' if cls is DefaultSampler else ''}; got {sorted(sampler)}"
                 )
+            if keep:
+                cfg["sampler"] = cls(cfg["dataset"], **sampler)
+                return cfg["sampler"].seed
             cfg["shuffle"] = sampler.get("shuffle", True)
             return sampler.get("seed")
         if not isinstance(cls, type):
@@ -137,7 +144,7 @@ def _apply_sampler(cfg: dict, name: str) -> int | None:
                 "InfiniteSampler or a Sampler class"
             )
         sampler = cls(cfg["dataset"], **sampler)
-    if isinstance(sampler, (DefaultSampler, InfiniteSampler)):
+    if isinstance(sampler, (DefaultSampler, InfiniteSampler)) and not keep:
         cfg["shuffle"] = sampler.shuffle
         return sampler.seed
     if sampler is not None:
@@ -160,18 +167,21 @@ def _rebuilt_with_shuffle(loader: DataLoader) -> DataLoader:
 
 
 def _function(spec: Any, what: str) -> Callable:
-    """A function, or ``dict(type=<name or function>, **kwargs)`` -> a partial."""
+    """A function, or ``dict(type=<name or function>, **kwargs)`` -> a partial (always, as
+    MMEngine builds it)."""
     if callable(spec):
         return spec
     if not isinstance(spec, dict) or "type" not in spec:
-        raise TypeError(f"{what} must be a function or dict(type=...), got {spec!r}")
+        raise TypeError(
+            f"{what} should be a dict or callable object (a function or dict(type=...)), "
+            f"got {spec!r}"
+        )
     kind = spec["type"]
     fn = _FUNCTIONS.get(kind) if isinstance(kind, str) else kind
     if not callable(fn):
         raise ValueError(f"{what} type {kind!r} is unknown; accepted: a function or one of "
                          f"{sorted(_FUNCTIONS)}")  # fmt: skip
-    kwargs = {k: v for k, v in spec.items() if k != "type"}
-    return functools.partial(fn, **kwargs) if kwargs else fn
+    return functools.partial(fn, **{k: v for k, v in spec.items() if k != "type"})
 
 
 def _worker_init(cfg: dict, name: str) -> Callable:

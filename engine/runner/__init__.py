@@ -1,8 +1,21 @@
-"""`Runner`, the loop functions, `TrainState`, and the Accelerator's set-up."""
+"""`Runner`, the loop functions, `TrainState`, and the Accelerator's set-up.
 
-from engine.checkpoint import find_latest_checkpoint, save_checkpoint
+``load_checkpoint``/``save_checkpoint`` here are MMEngine's ``.pth`` helpers
+(`engine.runner.checkpoint`); engine's checkpoint folders are `engine.checkpoint`'s.
+"""
+
 from engine.registry import RUNNERS
+from engine.runner.activation_checkpointing import turn_on_activation_checkpointing
 from engine.runner.amp import autocast
+from engine.runner.checkpoint import (
+    CheckpointLoader,
+    find_latest_checkpoint,
+    get_state_dict,
+    load_checkpoint,
+    load_state_dict,
+    save_checkpoint,
+    weights_to_cpu,
+)
 from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
     BaseLoop,
@@ -13,7 +26,6 @@ from engine.runner.loop_objects import (
 )
 from engine.runner.loops import evaluate, train_epochs, train_iters
 from engine.runner.priority import Priority, get_priority
-from engine.runner.resume import load_checkpoint
 from engine.runner.run_loop import run_loop
 from engine.runner.runner import Runner
 from engine.runner.train_state import TrainState
@@ -22,6 +34,7 @@ RUNNERS.register_module(module=Runner, force=True)  # found by name: build_runne
 
 __all__ = [
     "BaseLoop",
+    "CheckpointLoader",
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",
     "LogProcessor",
@@ -31,6 +44,10 @@ __all__ = [
     "ValLoop",
     "autocast",
     "get_priority",
+    "get_state_dict",
+    "load_state_dict",
+    "turn_on_activation_checkpointing",
+    "weights_to_cpu",
     "TrainState",
     "evaluate",
     "find_latest_checkpoint",

@@ -32,7 +32,7 @@ from engine.hooks.signal_hook import SignalHook
 from engine.hooks.sync_buffers_hook import SyncBuffersHook
 from engine.hooks.throughput_hook import ThroughputHook
 from engine.optim.scheduler.param_scheduler import INF, build_schedule
-from engine.registry import DATASETS, HOOKS
+from engine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS
 from engine.runner.build_objects import build_object, resolve_type
 from engine.runner.hf_datasets import refuse_as_loader, torch_formatted
 from engine.runner.val_schedule import check_dynamic_intervals
@@ -90,19 +90,33 @@ def parse_train_cfg(cfg: dict) -> dict:
     return out
 
 
-def build_dataloader(cfg: Any, name: str) -> Any:
+# Names engine.dataset's builder knows itself; other names are looked up in the registries.
+_OWN_NAMES = {"DefaultSampler", "InfiniteSampler", "pseudo_collate", "default_collate",
+              "worker_init_fn"}  # fmt: skip
+
+
+def build_dataloader(cfg: Any, name: str, keep_sampler: bool = False) -> Any:
     """A built loader is returned as is; MMEngine's dataloader dict (``dataset``, ``sampler``,
     ``collate_fn``, ``worker_init_fn`` as dicts too) becomes a ``DataLoader`` that Accelerate
-    shards (see `engine.dataset.builder`). A dataset ``type`` may also be a name registered
-    in `engine.registry.DATASETS`."""
-    dataset = cfg.get("dataset") if isinstance(cfg, dict) else None
-    if isinstance(dataset, dict) and isinstance(dataset.get("type"), str):
-        kind = resolve_type(dataset["type"], {}, DATASETS, f"{name} dataset")
-        cfg = {**cfg, "dataset": {**dataset, "type": kind}}  # the builder builds it
+    shards (see `engine.dataset.builder`; `keep_sampler` keeps engine's samplers, for a loader
+    used outside the Runner). A ``type`` may also be a name registered in
+    `engine.registry` (``DATASETS``, ``DATA_SAMPLERS``, ``FUNCTIONS``)."""
+    if isinstance(cfg, dict):
+        for key, registry in (
+            ("dataset", DATASETS),
+            ("sampler", DATA_SAMPLERS),
+            ("collate_fn", FUNCTIONS),
+            ("worker_init_fn", FUNCTIONS),
+        ):
+            spec = cfg.get(key)
+            if isinstance(spec, dict) and isinstance(spec.get("type"), str):
+                if spec["type"] not in _OWN_NAMES:
+                    kind = resolve_type(spec["type"], {}, registry, f"{name} {key}")
+                    cfg = {**cfg, key: {**spec, "type": kind}}  # the builder builds it
     refuse_as_loader(cfg, name)  # a datasets.Dataset is not a loader: say how to pass it
     if isinstance(cfg, dict) and "dataset" in cfg:  # datasets rows as tensors, not lists
         cfg = {**cfg, "dataset": torch_formatted(cfg["dataset"])}
-    return build_dataset_loader(cfg, name)
+    return build_dataset_loader(cfg, name, keep_sampler)
 
 
 def build_evaluator(cfg: Any, name: str) -> Evaluator | None:

@@ -9,13 +9,20 @@ registered in MMEngine's registry for that kind (`engine.registry`).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
 from engine.model.base_model import build_preprocessor
-from engine.registry import MODELS, Registry
+from engine.model.fsdp2 import FSDP2_NAMES
+from engine.model.wrappers import DEFAULT_WRAPPER_NAMES, FSDP_WRAPPER_NAMES
+from engine.registry import MODEL_WRAPPERS, MODELS, Registry
+
+logger = logging.getLogger("engine")
+_ENGINE_WRAPPERS = {*DEFAULT_WRAPPER_NAMES, *FSDP_WRAPPER_NAMES, *FSDP2_NAMES, "separate",
+                    "MMSeparateDistributedDataParallel"}  # fmt: skip
 
 
 def resolve_type(kind: Any, stock: Mapping[str, Any], registry: Registry, what: str) -> Callable:
@@ -113,3 +120,39 @@ def _takes_no_arguments(factory: Any) -> bool:
     except ValueError:  # a builtin without a signature: let the call decide
         return True
     return True
+
+
+def registered_model_wrapper(model_wrapper: Any, num_processes: int) -> Any:
+    """A wrapper class ported code registered in ``MODEL_WRAPPERS`` (by name, or as a dict's
+    ``type``) as `engine.model.wrappers.wrap_model` takes it; anything else unchanged.
+
+    As in MMEngine, a single process runs the model unwrapped (its wrappers exist for the
+    gradient reduction); with several, the class is built as ``cls(module=model, **options)``.
+    """
+    kind = model_wrapper.get("type") if isinstance(model_wrapper, dict) else model_wrapper
+    # engine's own names keep engine's wrapping, registered or not
+    own = isinstance(kind, str) and kind in _ENGINE_WRAPPERS
+    cls = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) and not own else None
+    if cls is None:
+        return model_wrapper
+    if num_processes == 1:
+        logger.info(
+            "model_wrapper %s: not distributed, the model runs unwrapped (as MMEngine)", kind
+        )
+        return None
+    options = (
+        {k: v for k, v in model_wrapper.items() if k != "type"}
+        if isinstance(model_wrapper, dict)
+        else {}
+    )
+
+    def build(model: nn.Module, accelerator: Any) -> nn.Module:
+        if (
+            issubclass(cls, nn.parallel.DistributedDataParallel)
+            and accelerator.device.type == "cuda"
+        ):
+            options.setdefault("device_ids", [accelerator.local_process_index])
+        return cls(module=model, **options)
+
+    build.__name__ = kind
+    return build

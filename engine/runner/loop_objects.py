@@ -13,6 +13,9 @@ from typing import Any
 import torch
 
 from engine.runner import loops
+from engine.runner.build import parse_train_cfg
+from engine.runner.infinite_iterator import _InfiniteDataloaderIterator
+from engine.runner.val_schedule import val_interval_at
 
 
 def eval_autocast(runner: Any, cfg: dict | None) -> Any:
@@ -38,15 +41,60 @@ class BaseLoop:
 
 
 class _TrainLoop(BaseLoop):
-    """What MMEngine's train loops expose; ``run()`` is `Runner.train()`'s loop part."""
+    """What MMEngine's train loops expose; ``run()`` is `Runner.train()`'s loop part.
+
+    Built by the Runner from its parsed train_cfg, or, by a ported loop that subclasses one
+    of these, with MMEngine's arguments (``super().__init__(runner, dataloader,
+    max_iters=10)``); its own ``run()`` may then call ``run_iter`` and read
+    ``dataloader_iterator`` as MMEngine's loops offer them.
+    """
 
     by_epoch = True
 
-    def __init__(self, runner: Any, dataloader: Any, cfg: dict) -> None:
+    def __init__(self, runner: Any, dataloader: Any, cfg: dict | int | None = None, **kw: Any):
         super().__init__(runner, dataloader)
+        if not isinstance(cfg, dict):  # MMEngine's signature: (runner, dataloader, max_*, ...)
+            limit = "max_epochs" if self.by_epoch else "max_iters"
+            kw = {limit: cfg, **kw} if cfg is not None else kw
+            cfg = parse_train_cfg({"by_epoch": self.by_epoch, **kw})
+        elif kw:
+            raise TypeError(f"{type(self).__name__} takes a parsed train_cfg or keywords, not both")
         self.val_begin = cfg["val_begin"]
-        self.val_interval = cfg["val_interval"]
+        self._val_interval = cfg["val_interval"]
         self.dynamic_intervals = cfg.get("dynamic_intervals") or []
+        self._iterator: Any = None
+        self._prepared: Any = None
+
+    @property
+    def val_interval(self) -> int:
+        """The validation interval in force now: ``dynamic_intervals`` applied to the epochs
+        (or iterations) done, as `engine.runner.val_schedule` decides."""
+        done = self._state.epoch if self.by_epoch else self._state.iter
+        return val_interval_at(self._val_interval, self.dynamic_intervals, done)
+
+    @val_interval.setter
+    def val_interval(self, value: int) -> None:
+        self._val_interval = value
+
+    @property
+    def dataloader_iterator(self) -> Any:
+        """MMEngine's endless iterator over the loop's loader (for a ported loop's ``run()``)."""
+        if self._iterator is None:
+            self._iterator = _InfiniteDataloaderIterator(self.dataloader)
+        return self._iterator
+
+    def _run_one(self, batch_idx: int, data_batch: Any) -> None:
+        if self._prepared is None:  # the accumulation windows, placed once per run
+            self._prepared = loops.start_counts(self._runner, self._state)
+        loops.train_one_iter(self._runner, self._state, batch_idx, data_batch, self._prepared)
+
+    @property
+    def _max_iters(self) -> int | None:
+        return self.max_iters
+
+    @property
+    def _max_epochs(self) -> int | None:
+        return self.max_epochs
 
     @property
     def _state(self) -> Any:
@@ -108,11 +156,19 @@ class EpochBasedTrainLoop(_TrainLoop):
 
     by_epoch = True
 
+    def run_iter(self, idx: int, data_batch: Any) -> None:
+        """One training iteration with its hooks (MMEngine's, for a ported loop's ``run()``)."""
+        self._run_one(idx, data_batch)
+
 
 class IterBasedTrainLoop(_TrainLoop):
     """``train_cfg=dict(type='IterBasedTrainLoop', max_iters=..., val_interval=...)``."""
 
     by_epoch = False
+
+    def run_iter(self, data_batch: Any) -> None:
+        """One training iteration with its hooks (MMEngine's, for a ported loop's ``run()``)."""
+        self._run_one(self._state.iter, data_batch)
 
 
 class _EvalLoop(BaseLoop):

@@ -154,6 +154,23 @@ def _train_iter(
         runner.in_after_train_iter = False
 
 
+def start_counts(runner: Any, state: TrainState) -> tuple[Any, int, int]:
+    """``(step owner, micro-batches per window, the run's iterations)`` for `train_one_iter`:
+    what the loops below set up once before their first iteration."""
+    max_counts = _counts(runner, state)
+    acc = _sync_counts(runner, state, max_counts)
+    return step_owner(runner.model, runner.accelerator), acc, max_counts
+
+
+def train_one_iter(
+    runner: Any, state: TrainState, batch_idx: int, data_batch: Any, prepared: tuple
+) -> None:
+    """One training iteration with its hooks, for a ported loop's own ``run()``
+    (MMEngine's ``run_iter``); `prepared` comes from `start_counts`."""
+    steps, acc, max_counts = prepared
+    _train_iter(runner, state, steps, batch_idx, data_batch, acc, max_counts)
+
+
 def _should_validate(runner: Any, count: int, last: bool) -> bool:
     if runner.val_dataloader is None or runner.val_evaluator is None:
         return False
@@ -216,7 +233,8 @@ def train_iters(runner: Any, state: TrainState) -> TrainState:
     batches = _cycle(runner.train_dataloader, state, getattr(runner, "prefetch_device", None))
     while state.iter < state.max_iters and not state.should_stop:
         data_batch = next(batches)
-        _train_iter(runner, state, steps, state.inner_iter, data_batch, acc, max_counts)
+        # batch_idx is the run's iteration here, as MMEngine's IterBasedTrainLoop passes it
+        _train_iter(runner, state, steps, state.iter, data_batch, acc, max_counts)
         if _should_validate(runner, state.iter, state.iter == state.max_iters):
             evaluate(runner, runner.val_dataloader, runner.val_evaluator, "val")
             model.train()

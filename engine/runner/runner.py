@@ -18,11 +18,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine.checkpoint.disk_errors import make_work_dir
-from engine.checkpoint.lock import hold_work_dir
 from engine.hooks.checkpoint_hook import CheckpointHook
 from engine.hooks.hook import HookList
 from engine.hooks.nan_guard_hook import NanGuardHook, check_nan_policy
-from engine.hooks.signal_hook import handling_signals
 from engine.model.base_model import check_forward_takes_mode
 from engine.model.compilation import compile_model
 from engine.model.sync_batchnorm import revert_sync_batchnorm
@@ -30,11 +28,8 @@ from engine.model.wrappers import wrap_model
 from engine.optim.builder import amp_precision, build_optim_wrapper
 from engine.optim.optim_wrapper_dict import members
 from engine.optim.scheduler.apply import epoch_end_updates
-from engine.plot import plot_curves, plotting_available
-from engine.runner import loops
 from engine.runner.accelerate_setup import (
     apply_randomness,
-    check_has_batches,
     check_randomness,
     make_accelerator,
     needs_joint_prepare,
@@ -46,13 +41,12 @@ from engine.runner.accelerate_setup import (
     warn_if_fp16_on_cpu,
     warn_if_whole_model_ddp_with_members,
 )
-from engine.runner.build import build_evaluator, build_hooks, build_schedules, parse_train_cfg
-from engine.runner.build_objects import build_model, check_model_arg
+from engine.runner.build import build_evaluator, build_hooks, build_schedules
+from engine.runner.build_objects import build_model, check_model_arg, registered_model_wrapper
 from engine.runner.cpu_threads import set_cpu_threads
+from engine.runner.custom_loops import split_train_cfg
+from engine.runner.entry_points import RunnerEntryPoints
 from engine.runner.log_setup import setup_logging
-from engine.runner.loop_objects import eval_autocast
-from engine.runner.model_init import init_model_weights
-from engine.runner.resume import load_checkpoint, load_eval_weights
 from engine.runner.run_folder import (
     config_dict,
     discarding_unused_run_folder,
@@ -61,13 +55,11 @@ from engine.runner.run_folder import (
 )
 from engine.runner.runner_attributes import RunnerAttributes
 from engine.runner.runner_options import (
-    MissingComponentError,
     accelerator_kwargs,
     scale_lr,
     unused_arguments,
 )
-from engine.runner.summary import summary_lines
-from engine.runner.trackers import check_trackers_installed, flat_hparams
+from engine.runner.trackers import check_trackers_installed
 from engine.runner.train_state import TrainState, updates_done
 
 logger = logging.getLogger("engine")
@@ -77,7 +69,7 @@ logger = logging.getLogger("engine")
 __all__ = ["Runner", "make_accelerator", "seed_worker"]
 
 
-class Runner(RunnerAttributes):
+class Runner(RunnerAttributes, RunnerEntryPoints):
     """Compose a training run from MMEngine-style arguments.
 
     Every argument may be a built object or MMEngine's dict form (the README's table "From
@@ -199,12 +191,17 @@ class Runner(RunnerAttributes):
             model = revert_sync_batchnorm(model)
         check_forward_takes_mode(model)
 
-        self.train_cfg = parse_train_cfg(train_cfg) if train_cfg is not None else None
+        # A loop ported code registered keeps its own arguments (engine.runner.custom_loops).
+        self.train_cfg, self._custom_loop = None, None
+        if train_cfg is not None:
+            self.train_cfg, *custom = split_train_cfg(train_cfg)
+            self._custom_loop = tuple(custom) if custom[0] is not None else None
         self.val_interval = self.train_cfg["val_interval"] if self.train_cfg else 1
         self.val_begin = self.train_cfg["val_begin"] if self.train_cfg else 1
         self.val_cfg, self.test_cfg = val_cfg or {}, test_cfg or {}
 
         acc = self.accelerator
+        model_wrapper = registered_model_wrapper(model_wrapper, acc.num_processes)
         model = compile_model(model, compile)  # in place, before any wrapper: keys unchanged
         model = model.to(acc.device) if model_wrapper is not None else model
         self.optim_wrapper = None
@@ -274,102 +271,6 @@ class Runner(RunnerAttributes):
         acc = members(self.optim_wrapper)[0].accumulative_counts
         counts = self.state.total_iters(len(self.train_dataloader))
         return self.state.max_epochs, updates_done(counts, acc, counts)
-
-    # -- entry points ---------------------------------------------------------
-    @discarding_unused_run_folder
-    def train(self) -> dict:
-        """Train to the configured limit; returns the last validation metrics (or {})."""
-        needed = ("train_dataloader", "train_cfg", "optim_wrapper")
-        missing = [name for name in needed if getattr(self, name) is None]
-        if missing:
-            them = "it" if len(missing) == 1 else "them"
-            raise MissingComponentError(
-                f"train() needs {', '.join(missing)}; pass {them} to Runner(...) "
-                "(they should not be None)"
-            )
-        if (self.val_dataloader is None) != (self.val_evaluator is None):
-            given, lacking = (
-                ("val_dataloader", "val_evaluator")
-                if self.val_evaluator is None
-                else ("val_evaluator", "val_dataloader")
-            )
-            raise ValueError(
-                f"{given} is set but {lacking} is None, so training could never validate; "
-                "pass both (e.g. val_evaluator=Accuracy()) or neither"
-            )
-        check_has_batches(self.train_dataloader)
-        if self._log_with is not None and not self.accelerator.trackers:
-            # Trackers (TensorBoard, W&B, ...) write under work_dir, one run per train().
-            name = self.work_dir.name if self.work_dir is not None else "engine"
-            source = self.run_config if self.run_config is not None else self.train_cfg
-            self.accelerator.init_trackers(name, config=flat_hparams(source))
-        self.hooks.call("before_run", self)
-        # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
-        # (engine.signals); the previous handlers come back however training ends. One run
-        # at a time trains in work_dir (engine.checkpoint.lock).
-        with hold_work_dir(self.accelerator, self.work_dir), handling_signals(self.hooks):
-            if self._loaded != "all":
-                init_model_weights(self._raw_model, self.accelerator)  # then loads win
-                self._load_checkpoint()
-            if self.accelerator.is_main_process:
-                for line in summary_lines(self, self.resumed_from):
-                    logger.info(line)
-            train = loops.train_epochs if self.train_cfg["by_epoch"] else loops.train_iters
-            self.state = train(self, self.state)
-        self.hooks.call("after_run", self)
-        self._plot_curves()
-        for tracker in self.accelerator.trackers:
-            # Not accelerator.end_training(): that also destroys the process group, and
-            # val()/test() may follow. Scripts end with end_training() (see recipes/).
-            tracker.finish()
-        return self.last_metrics
-
-    @discarding_unused_run_folder
-    def val(self) -> dict:
-        """Evaluate on ``val_dataloader`` with ``val_evaluator``; returns the metrics."""
-        if self.val_dataloader is None or self.val_evaluator is None:
-            raise MissingComponentError(
-                "val() needs val_dataloader and val_evaluator, which should not be None"
-            )
-        self._load_checkpoint(weights_only=True)
-        with eval_autocast(self, self.val_cfg):  # val_cfg=dict(fp16=True), as MMEngine
-            self.last_metrics = loops.evaluate(self, self.val_dataloader, self.val_evaluator, "val")
-        return self.last_metrics
-
-    @discarding_unused_run_folder
-    def test(self) -> dict:
-        """Evaluate on ``test_dataloader`` with ``test_evaluator``; returns the metrics."""
-        if self.test_dataloader is None or self.test_evaluator is None:
-            raise MissingComponentError(
-                "test() needs test_dataloader and test_evaluator, which should not be None"
-            )
-        self._load_checkpoint(weights_only=True)
-        with eval_autocast(self, self.test_cfg):
-            return loops.evaluate(self, self.test_dataloader, self.test_evaluator, "test")
-
-    def _load_checkpoint(self, weights_only: bool = False) -> None:
-        """Load ``load_from``/``resume`` before whatever runs first: all of it for training,
-        the weights alone for val()/test(). Nothing is reloaded after that, so evaluating
-        after train() scores the trained weights."""
-        if self._loaded == "all" or (weights_only and self._loaded == "weights"):
-            return
-        if self.load_from or self.resume_from:
-            if weights_only:
-                load_eval_weights(self, self.resume_from, self.load_from)
-            else:
-                self.resumed_from = load_checkpoint(self, self.resume_from, self.load_from)
-        self._loaded = "weights" if weights_only else "all"
-
-    def _plot_curves(self) -> None:
-        """curves.png in the run folder, when matplotlib is installed (the [plot] extra)."""
-        folder = self.log_dir
-        if folder is None or not self.accelerator.is_main_process or not plotting_available():
-            return
-        if (folder / "scalars.jsonl").is_file():
-            try:
-                logger.info("Training curves: %s", plot_curves(folder))
-            except (ValueError, OSError) as err:  # a picture must not fail a finished run
-                logger.warning("Could not draw the training curves: %s", err)
 
     def _default_checkpoint_hook(self) -> Any:
         """MMEngine's default: a checkpoint every epoch (by iterations: at the end)."""

@@ -12,17 +12,13 @@ import logging
 from typing import Any
 
 from engine.config_dict import Config
-from engine.hooks.hook import HookList
+from engine.hooks.hook import EVENTS, HookList
 from engine.logging import MessageHub, MMLogger
 from engine.registry import DefaultScope
+from engine.runner import custom_loops as _loops
 from engine.runner import runner_builders as _builders
 from engine.runner.log_processor import DefaultLogProcessor
-from engine.runner.loop_objects import (
-    EpochBasedTrainLoop,
-    IterBasedTrainLoop,
-    TestLoop,
-    ValLoop,
-)
+from engine.runner.loop_objects import EpochBasedTrainLoop, IterBasedTrainLoop
 from engine.runner.runner_builders import make_visualizer
 from engine.runner.runner_options import run_identity, runner_kwargs
 
@@ -71,15 +67,54 @@ class RunnerAttributes:
             DefaultScope.get_instance(self.experiment_name, scope_name=scope)
 
     def _build_loop_objects(self) -> None:
-        cfg = self.train_cfg
-        self.train_loop = None
-        if cfg is not None:
-            kind = EpochBasedTrainLoop if cfg["by_epoch"] else IterBasedTrainLoop
-            self.train_loop = kind(self, self.train_dataloader, cfg)
-        test_fp16 = bool(self.test_cfg.get("fp16", False))
-        self.val_loop = ValLoop(self, self.val_dataloader, self.val_evaluator,
-                                bool(self.val_cfg.get("fp16", False)))  # fmt: skip
-        self.test_loop = TestLoop(self, self.test_dataloader, self.test_evaluator, test_fp16)
+        """Keep each loop's cfg until the loop is first used, as MMEngine does (its
+        ``runner._train_loop`` is a dict until ``runner.train_loop`` or ``train()``): the loops
+        are views over built objects, so nothing is checked late by this."""
+        self._train_loop = dict(self.train_cfg) if self.train_cfg is not None else None
+        self._val_loop = dict(self.val_cfg) if self.val_dataloader is not None else None
+        self._test_loop = dict(self.test_cfg) if self.test_dataloader is not None else None
+
+    @property
+    def train_loop(self) -> Any:
+        """engine's loop view over ``train_cfg`` or the loop ported code registered
+        (``cls(runner=, dataloader=, **train_cfg)``); None without ``train_cfg``."""
+        if isinstance(self._train_loop, dict):
+            custom = getattr(self, "_custom_loop", None)
+            if custom is not None:
+                cls, args = custom
+                self._train_loop = cls(runner=self, dataloader=self.train_dataloader, **args)
+            else:
+                cfg = self.train_cfg
+                kind = EpochBasedTrainLoop if cfg["by_epoch"] else IterBasedTrainLoop
+                self._train_loop = kind(self, self.train_dataloader, cfg)
+        return self._train_loop
+
+    @train_loop.setter
+    def train_loop(self, loop: Any) -> None:
+        self._train_loop = loop
+
+    @property
+    def val_loop(self) -> Any:
+        """``ValLoop`` (or the ``type`` that ``val_cfg`` names) over the val loader and
+        evaluator; None without ``val_dataloader``."""
+        if isinstance(self._val_loop, dict):
+            self._val_loop = _loops.build_val_loop(self, self._val_loop)
+        return self._val_loop
+
+    @val_loop.setter
+    def val_loop(self, loop: Any) -> None:
+        self._val_loop = loop
+
+    @property
+    def test_loop(self) -> Any:
+        """``TestLoop`` (or the ``type`` that ``test_cfg`` names); None without ``test_dataloader``."""
+        if isinstance(self._test_loop, dict):
+            self._test_loop = _loops.build_test_loop(self, self._test_loop)
+        return self._test_loop
+
+    @test_loop.setter
+    def test_loop(self, loop: Any) -> None:
+        self._test_loop = loop
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> Any:
@@ -87,19 +122,27 @@ class RunnerAttributes:
         return cls(**runner_kwargs(cfg))
 
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
-        """Call event `fn_name` on every hook that handles it, in priority order."""
-        self.hooks.call(fn_name, self, **kwargs)
+        """Call event `fn_name` on every hook that handles it, in priority order. A name
+        that is not one of engine's events (a ported loop's own, e.g. ``'before_warmup_iter'``)
+        is called on every hook that has such a method, as MMEngine does."""
+        if fn_name in EVENTS:
+            self.hooks.call(fn_name, self, **kwargs)
+            return
+        for hook in self.hooks:
+            method = getattr(hook, fn_name, None)
+            if callable(method):
+                method(self, **kwargs)
 
-    # MMEngine's public builders (engine.runner.runner_builders), bound as methods.
+    # MMEngine's public builders (engine.runner.runner_builders, custom_loops), bound as methods.
     build_model = _builders.build_model
     build_optim_wrapper = _builders.build_optim_wrapper
     scale_lr = _builders.scale_lr
     build_param_scheduler = _builders.build_param_scheduler
     build_evaluator = _builders.build_evaluator
     build_dataloader = _builders.build_dataloader
-    build_train_loop = _builders.build_train_loop
-    build_val_loop = _builders.build_val_loop
-    build_test_loop = _builders.build_test_loop
+    build_train_loop = _loops.build_train_loop
+    build_val_loop = _loops.build_val_loop
+    build_test_loop = _loops.build_test_loop
     build_log_processor = _builders.build_log_processor
     build_message_hub = _builders.build_message_hub
     build_logger = _builders.build_logger
@@ -147,6 +190,11 @@ class RunnerAttributes:
         """The run's iterations (for an epoch-based run, ``max_epochs * len(loader)``)."""
         loop = getattr(self, "train_loop", None)
         return loop.max_iters if loop is not None else self.state.max_iters
+
+    @property
+    def deterministic(self) -> bool:
+        """``randomness['deterministic']``: deterministic algorithms were asked for."""
+        return bool(self.randomness.get("deterministic", False))
 
     @property
     def logger(self) -> logging.Logger:

@@ -21,27 +21,14 @@ from engine.hooks.hook import EVENTS, PRIORITIES, priority_value
 from engine.logging import MessageHub, MMLogger
 from engine.optim import OptimWrapper, OptimWrapperDict, _ParamScheduler
 from engine.optim.builder import build_optim_wrapper as _build_optim_wrapper
-from engine.registry import EVALUATOR, LOG_PROCESSORS, LOOPS, VISUALIZERS
+from engine.registry import EVALUATOR, LOG_PROCESSORS, VISUALIZERS
 from engine.runner.build import build_dataloader as _build_dataloader
-from engine.runner.build import build_hook, build_hooks, build_schedules, parse_train_cfg
+from engine.runner.build import build_hook, build_hooks, build_schedules
 from engine.runner.build_objects import build_model as _build_model
-from engine.runner.build_objects import build_object, resolve_type
+from engine.runner.build_objects import build_object
 from engine.runner.log_processor import LogProcessor
-from engine.runner.loop_objects import (
-    BaseLoop,
-    EpochBasedTrainLoop,
-    IterBasedTrainLoop,
-    TestLoop,
-    ValLoop,
-)
 from engine.runner.runner_options import scale_lr as _scale_lr
 from engine.visualization import Visualizer
-
-_TRAIN_LOOPS = {
-    "EpochBasedTrainLoop": EpochBasedTrainLoop,
-    "IterBasedTrainLoop": IterBasedTrainLoop,
-}
-_EVAL_LOOPS = {"ValLoop": ValLoop, "TestLoop": TestLoop}
 
 
 def build_model(runner: Any, model: Any) -> nn.Module:
@@ -152,63 +139,20 @@ def build_evaluator(runner: Any, evaluator: Any) -> Evaluator:
 def build_dataloader(runner: Any, dataloader: Any, seed: int | None = None,
                      diff_rank_seed: bool = False) -> Any:  # fmt: skip
     """MMEngine's dataloader dict (or a built loader) -> a ``DataLoader`` (not prepared by
-    Accelerate: the Runner prepares its own). `seed` seeds the sampler when it takes one;
-    `diff_rank_seed` adds the rank, as MMEngine."""
+    Accelerate: the Runner prepares its own), for use outside the Runner: its
+    ``DefaultSampler``/``InfiniteSampler`` shards by rank itself, as MMEngine's.
+
+    `seed` seeds the sampler when it takes one and, without a ``worker_init_fn``, the
+    workers (MMEngine's ``default_worker_init_fn``); with `diff_rank_seed` the sampler draws a
+    seed shared by the processes instead, as MMEngine does (the workers keep `seed`)."""
     if isinstance(dataloader, dict) and seed is not None:
         sampler = dataloader.get("sampler")
-        if isinstance(sampler, dict) and "seed" not in sampler:
-            offset = runner.rank if diff_rank_seed else 0
-            dataloader = {**dataloader, "sampler": {**sampler, "seed": seed + offset}}
-    return _build_dataloader(dataloader, "dataloader")
-
-
-def build_train_loop(runner: Any, loop: Any) -> BaseLoop:
-    """A loop as it is; ``dict(type=..., ...)`` or ``dict(by_epoch=..., ...)`` built.
-
-    engine's own loops view the runner's counters (``runner.state``); a registered custom
-    loop is called as MMEngine does: ``cls(runner=, dataloader=, **cfg)``.
-    """
-    if isinstance(loop, BaseLoop):
-        return loop
-    if not isinstance(loop, dict):
-        raise TypeError(f"train_loop should be a Loop object or dict, got {type(loop).__name__}")
-    if "type" in loop and "by_epoch" in loop:
-        raise RuntimeError(f"Only one of `type` or `by_epoch` can exist in the loop cfg {loop}")
-    kind = loop.get("type")
-    if kind is None or kind in _TRAIN_LOOPS or kind in _TRAIN_LOOPS.values():
-        cfg = parse_train_cfg({**loop, "type": getattr(kind, "__name__", kind)} if kind else loop)
-        return (EpochBasedTrainLoop if cfg["by_epoch"] else IterBasedTrainLoop)(
-            runner, runner.train_dataloader, cfg
-        )
-    cls = resolve_type(kind, {}, LOOPS, "train_loop")
-    args = {k: v for k, v in loop.items() if k != "type"}
-    return cls(runner=runner, dataloader=runner.train_dataloader, **args)
-
-
-def _build_eval_loop(runner: Any, loop: Any, mode: str) -> BaseLoop:
-    if isinstance(loop, BaseLoop):
-        return loop
-    if not isinstance(loop, dict):
-        raise TypeError(f"{mode}_loop should be a Loop object or dict, got {type(loop).__name__}")
-    default = ValLoop if mode == "val" else TestLoop
-    kind = loop.get("type", default)
-    loader, evaluator = getattr(runner, f"{mode}_dataloader"), getattr(runner, f"{mode}_evaluator")
-    if kind in _EVAL_LOOPS or kind in _EVAL_LOOPS.values():
-        cls = _EVAL_LOOPS.get(kind, kind)
-        return cls(runner, loader, evaluator, bool(loop.get("fp16", False)))
-    cls = resolve_type(kind, {}, LOOPS, f"{mode}_loop")
-    args = {k: v for k, v in loop.items() if k != "type"}
-    return cls(runner=runner, dataloader=loader, evaluator=evaluator, **args)
-
-
-def build_val_loop(runner: Any, loop: Any) -> BaseLoop:
-    """A loop as it is; a dict (default ``ValLoop``) over this run's val loader/evaluator."""
-    return _build_eval_loop(runner, loop, "val")
-
-
-def build_test_loop(runner: Any, loop: Any) -> BaseLoop:
-    """A loop as it is; a dict (default ``TestLoop``) over this run's test loader/evaluator."""
-    return _build_eval_loop(runner, loop, "test")
+        if isinstance(sampler, dict) and "seed" not in sampler and not diff_rank_seed:
+            dataloader = {**dataloader, "sampler": {**sampler, "seed": seed}}
+        if "worker_init_fn" not in dataloader:
+            worker_init = {"type": "worker_init_fn", "seed": seed}
+            dataloader = {**dataloader, "worker_init_fn": worker_init}
+    return _build_dataloader(dataloader, "dataloader", keep_sampler=True)
 
 
 def build_log_processor(runner: Any, log_processor: Any) -> LogProcessor:
