@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.deepspeed_state import refuse_whole_weights
 from engine.checkpoint.io import (
     MODEL,
     CheckpointError,
@@ -25,7 +26,8 @@ from engine.checkpoint.io import (
 )
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.pth_files import load_mmengine_pth
-from engine.checkpoint.sharded import has_sharded_state, load_sharded
+from engine.checkpoint.sharded_state import has_shards as has_sharded_state
+from engine.checkpoint.sharded_state import load_shards as load_sharded
 
 logger = logging.getLogger("engine")
 
@@ -138,6 +140,7 @@ def load_weights(runner: Any, source: Any) -> None:
         load_sharded(path, runner._raw_model, {})
         logger.info("Loaded sharded weights from %s", path)
         return
+    refuse_whole_weights(runner._raw_model, path)
     tensors, where = read_weights(path)
     report = key_report(*load_state_into(runner._raw_model, tensors, where, strict))
     logger.info("Loaded weights from %s (strict=%s): %s", where, strict, report)
