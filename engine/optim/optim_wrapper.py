@@ -171,9 +171,11 @@ class OptimWrapper(BaseOptimWrapper):
 
     def step(self, **kwargs: Any) -> None:
         """Clip (if configured) and step the optimizer."""
-        if self._deepspeed:  # done in backward by DeepSpeed (engine.runner.deepspeed_config)
+        if self._deepspeed:  # DeepSpeed clipped and stepped in backward (its gradient_clipping,
+            # engine.runner.deepspeed_config); Accelerate's prepared optimizer's step is a no-op
             self.last_grad_norm = deepspeed_grad_norm(self.accelerator)
             self.accelerator.gradient_state._set_sync_gradients(True)
+            self.optimizer.step(**kwargs)
             return
         if self._clip is not None:
             self.last_grad_norm = clip_gradients(self._clip, self.optimizer, self.accelerator)
