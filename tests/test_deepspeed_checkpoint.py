@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 
 from engine import BaseModel, Runner
 from engine.checkpoint import CheckpointError
-from engine.checkpoint.deepspeed_state import refuse_whole_weights
 from engine.checkpoint.manifest import verify
+from engine.checkpoint.model_weights import load_state_into
 from engine.checkpoint.sharded_state import load_shards, save_shards, shard_layout
 from engine.model.base_model import attach_wrapper
 
@@ -171,8 +171,10 @@ def test_a_run_without_deepspeed_cannot_resume_a_deepspeed_checkpoint(runs):
 
 def test_whole_weights_and_dcp_shards_are_refused_under_deepspeed(runs, tmp_path):
     runner = runs["full"]
+    whole = Net().state_dict()  # what load_from a .safetensors, or a DDP checkpoint, holds
     with pytest.raises(CheckpointError, match="load them into the model before building"):
-        refuse_whole_weights(runner._raw_model, tmp_path / "w.safetensors")
+        load_state_into(runner._raw_model, whole, tmp_path / "w.safetensors", strict=True)
+    load_state_into(Net(), whole, tmp_path / "w.safetensors", strict=True)  # no DeepSpeed: fine
     folder = tmp_path / "ck"
     save_shards(folder, Net(), {})  # a DCP checkpoint of a whole model, one process
     with pytest.raises(CheckpointError, match="DCP shards .* export the weights"):

@@ -54,6 +54,7 @@ def load_state_into(
     Returns:
         (missing, unexpected, shape mismatches) as lists of strings.
     """
+    refuse_whole_weights(model, source)  # DeepSpeed's optimizer would keep the old weights
     own = plain_state_dict(model)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -140,7 +141,6 @@ def load_weights(runner: Any, source: Any) -> None:
         load_sharded(path, runner._raw_model, {})
         logger.info("Loaded sharded weights from %s", path)
         return
-    refuse_whole_weights(runner._raw_model, path)
     tensors, where = read_weights(path)
     report = key_report(*load_state_into(runner._raw_model, tensors, where, strict))
     logger.info("Loaded weights from %s (strict=%s): %s", where, strict, report)
