@@ -241,3 +241,21 @@ def test_updates_under_deepspeed_are_exact_with_a_partial_window_and_clipping():
         torch.testing.assert_close(got, want, atol=1e-7, rtol=0)
     assert all(n > 0.05 for n in expected)  # clipping was active
     torch.testing.assert_close(torch.stack(norms), torch.stack(expected))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fsdp2", "name"),
+    [
+        (DistributedType.DEEPSPEED, False, "DeepSpeed"),
+        (DistributedType.FSDP, True, "FSDP version 2"),
+    ],
+)
+def test_separate_wrapping_under_deepspeed_or_fsdp2_is_refused_in_one_line(kind, fsdp2, name):
+    from engine.model.wrappers import wrap_model
+
+    acc = types.SimpleNamespace(distributed_type=kind, is_fsdp2=fsdp2, device=torch.device("cpu"))
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    with pytest.raises(ValueError) as err:
+        wrap_model(model, acc, "separate")
+    assert "\n" not in str(err.value) and name in str(err.value)
+    assert "model_wrapper='fsdp2'" in str(err.value)
