@@ -179,3 +179,11 @@ def test_whole_weights_and_dcp_shards_are_refused_under_deepspeed(runs, tmp_path
     save_shards(folder, Net(), {})  # a DCP checkpoint of a whole model, one process
     with pytest.raises(CheckpointError, match="DCP shards .* export the weights"):
         load_shards(folder, runner._raw_model, {})
+
+
+def test_unsharded_weights_in_place_of_fsdp1_shards_are_refused():
+    from engine.checkpoint.sharded_state import _refuse_whole_state_of_fsdp1
+
+    _refuse_whole_state_of_fsdp1(None)  # the model's own state: nothing put in its place
+    with pytest.raises(CheckpointError, match="FSDP1 model.*use FSDP2"):
+        _refuse_whole_state_of_fsdp1(Net().state_dict())  # an EMA's plain tensors

@@ -89,7 +89,10 @@ def save_shards(
     `model_state` and `entries`: as `engine.checkpoint.sharded.save_sharded` (an EMA's)."""
     engine = ds.deepspeed_engine(model)
     if engine is None:
-        save_sharded(folder, dcp_module(model) or model, optimizers, model_state, entries)
+        target = dcp_module(model) or model
+        if not is_sharded(model) and fsdp1_roots([target]):  # FSDP1
+            _refuse_whole_state_of_fsdp1(model_state)
+        save_sharded(folder, target, optimizers, model_state, entries)
         return
     if model_state or entries:
         raise CheckpointError(
@@ -139,6 +142,22 @@ def consolidated_state(folder: Path) -> dict[str, torch.Tensor]:
     if ds.has_deepspeed_state(folder):
         return ds.consolidated_deepspeed_state(folder)
     return consolidated_model_state(folder)
+
+
+def _refuse_whole_state_of_fsdp1(model_state: dict | None) -> None:
+    """FSDP1's own sharded state holds ShardedTensors (or DTensors); weights that a hook put
+    in its place without any (an EMA of the flattened local shards) cannot be saved."""
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+    from torch.distributed.tensor import DTensor
+
+    if model_state and not any(
+        isinstance(v, ShardedTensor | DTensor) for v in model_state.values()
+    ):
+        raise CheckpointError(
+            "a hook (an EMAHook) put unsharded weights into the checkpoint of an FSDP1 model, "
+            "whose parameters are flattened shards: remove the hook, or use FSDP2 "
+            "(--fsdp_version 2 or model_wrapper='fsdp2'), whose averaged models are sharded"
+        )
 
 
 def _load_whole(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
