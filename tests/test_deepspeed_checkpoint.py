@@ -187,3 +187,9 @@ def test_unsharded_weights_in_place_of_fsdp1_shards_are_refused():
     _refuse_whole_state_of_fsdp1(None)  # the model's own state: nothing put in its place
     with pytest.raises(CheckpointError, match="FSDP1 model.*use FSDP2"):
         _refuse_whole_state_of_fsdp1(Net().state_dict())  # an EMA's plain tensors
+
+
+def test_an_emas_weights_are_refused_under_deepspeed(runs, tmp_path):
+    averaged = Net().state_dict()  # what EMAHook puts in checkpoint["state_dict"]
+    with pytest.raises(CheckpointError, match="DeepSpeed run.*model_wrapper='fsdp2' or DDP"):
+        save_shards(tmp_path / "ck", runs["full"]._raw_model, {}, model_state=averaged)
