@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: every CUDA test (pytest -m cuda), then bench/gpu.py, in under
-# 8 minutes, writing markdown to paste into bench/RESULTS.md.
+# One call on a GPU machine: every CUDA test (pytest -m cuda), then sharded save/SIGKILL/resume
+# under accelerate launch's FSDP2 and DeepSpeed ZeRO-2/3 (bench/gpu_sharded.py), then
+# bench/gpu.py, in under 8 minutes, writing markdown to paste into bench/RESULTS.md.
 #
 #   bench/gpu_check.sh [OUT.md]          # default OUT: bench/gpu_check.md
-#   bench/gpu_check.sh --smoke [OUT.md]  # no GPU: the CUDA tests' CPU cases and gpu.py --smoke
+#   bench/gpu_check.sh --smoke [OUT.md]  # no GPU: the CUDA tests' CPU cases, gpu_sharded.py
+#                                        # --dry-run and gpu.py --smoke
 #
 # PYTHON picks the interpreter (default: python3). On a machine with no internet whose
 # Python lacks a package engine needs (tyro, say), WHEELS=DIR installs it from wheels in DIR
@@ -41,7 +43,17 @@ timeout 180 "$PY" -m pytest "${TESTS[@]}" -rfEs -p no:cacheprovider >"$WORK/pyte
 TESTS_RC=$?
 tail -n 40 "$WORK/pytest.txt"
 
-# 2. The benchmark, in what is left of the budget (gpu.py's own budget leaves it a margin
+# 2. Sharded resume under Accelerate's FSDP2 and DeepSpeed (skipped in one line each if
+#    DeepSpeed does not import): at most 150 s of runs, less if the tests took long, so
+#    that the benchmark keeps 3 minutes.
+SHARDED_S=$((TOTAL_S - ($(date +%s) - START) - 180))
+SHARDED_S=$((SHARDED_S > 150 ? 150 : SHARDED_S))
+if [[ $SMOKE == 1 ]]; then SHARDED=(--dry-run); else SHARDED=(--budget-s "$SHARDED_S"); fi
+timeout $((SHARDED_S > 0 ? SHARDED_S + 50 : 50)) "$PY" bench/gpu_sharded.py "${SHARDED[@]}" --out "$WORK/sharded.md" >"$WORK/sharded.txt" 2>&1
+SHARDED_RC=$?
+tail -n 8 "$WORK/sharded.txt"
+
+# 3. The benchmark, in what is left of the budget (gpu.py's own budget leaves it a margin
 #    for start-up, warm-up and compilation).
 LEFT=$((TOTAL_S - ($(date +%s) - START)))
 if [[ $SMOKE == 1 ]]; then BENCH=(--smoke); else BENCH=(--budget-s $((LEFT - 60))); fi
@@ -49,7 +61,7 @@ timeout "$LEFT" "$PY" bench/gpu.py "${BENCH[@]}" --out "$WORK/bench.md" >"$WORK/
 BENCH_RC=$?
 tail -n 5 "$WORK/bench.txt"
 
-# 3. The markdown: the test summary, then the benchmark's tables.
+# 4. The markdown: the test summary, the sharded runs, then the benchmark's tables.
 {
     echo "## bench/gpu_check.sh, $(date -u +%Y-%m-%d) ($(( $(date +%s) - START )) s)"
     echo
@@ -62,6 +74,15 @@ tail -n 5 "$WORK/bench.txt"
         echo '```'
     fi
     echo
+    if [[ -s "$WORK/sharded.md" ]]; then
+        cat "$WORK/sharded.md"
+    else
+        echo "bench/gpu_sharded.py failed (exit $SHARDED_RC):"
+        echo '```'
+        tail -n 20 "$WORK/sharded.txt"
+        echo '```'
+    fi
+    echo
     if [[ -s "$WORK/bench.md" ]]; then
         cat "$WORK/bench.md"
     else
@@ -71,5 +92,5 @@ tail -n 5 "$WORK/bench.txt"
         echo '```'
     fi
 } >"$OUT"
-echo "gpu_check.sh: wrote $OUT (tests exit $TESTS_RC, bench exit $BENCH_RC)"
-[[ $TESTS_RC == 0 && $BENCH_RC == 0 ]]
+echo "gpu_check.sh: wrote $OUT (tests exit $TESTS_RC, sharded exit $SHARDED_RC, bench exit $BENCH_RC)"
+[[ $TESTS_RC == 0 && $SHARDED_RC == 0 && $BENCH_RC == 0 ]]

@@ -28,7 +28,8 @@ from engine.checkpoint.io import MODEL, load_tensors, require_file, save_tensors
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.model_source import CONFIG, rebuild_model
 from engine.checkpoint.model_weights import load_state_into
-from engine.checkpoint.sharded import consolidated_model_state, has_sharded_state
+from engine.checkpoint.sharded_state import consolidated_state as consolidated_model_state
+from engine.checkpoint.sharded_state import has_shards as has_sharded_state
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, dtype: str | None = None) -> Path:

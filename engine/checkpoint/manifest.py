@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from engine.checkpoint.deepspeed_state import DEEPSPEED
 from engine.checkpoint.io import MODEL, OPTIMIZER, STATE, TENSORS, CheckpointError, write_json
 from engine.checkpoint.sharded import SHARDED
 
@@ -75,9 +76,13 @@ def describe(
     folder = Path(folder)
     if names is None:
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
-        # A sharded checkpoint's DCP files live in one sub-folder (engine.checkpoint.sharded).
+        # A sharded checkpoint's DCP files live in one sub-folder (engine.checkpoint.sharded),
+        # DeepSpeed's in a tree of their own (engine.checkpoint.deepspeed_state).
         names += sorted(
             str(p.relative_to(folder)) for p in (folder / SHARDED).glob("*") if p.is_file()
+        )
+        names += sorted(
+            str(p.relative_to(folder)) for p in (folder / DEEPSPEED).rglob("*") if p.is_file()
         )
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
         digests = list(pool.map(lambda n: file_digest(folder / n, algorithm), names))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.deepspeed_state import refuse_whole_weights
 from engine.checkpoint.io import (
     MODEL,
     CheckpointError,
@@ -25,7 +26,8 @@ from engine.checkpoint.io import (
 )
 from engine.checkpoint.manifest import verify
 from engine.checkpoint.pth_files import load_mmengine_pth
-from engine.checkpoint.sharded import has_sharded_state, load_sharded
+from engine.checkpoint.sharded_state import has_shards as has_sharded_state
+from engine.checkpoint.sharded_state import load_shards as load_sharded
 
 logger = logging.getLogger("engine")
 
@@ -52,6 +54,7 @@ def load_state_into(
     Returns:
         (missing, unexpected, shape mismatches) as lists of strings.
     """
+    refuse_whole_weights(model, source)  # DeepSpeed's optimizer would keep the old weights
     own = plain_state_dict(model)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -77,12 +77,8 @@ from engine.checkpoint.model_weights import plain_state_dict
 from engine.checkpoint.node_local import gather_rng_states, is_shared
 from engine.checkpoint.publish import agree_or_raise, publish
 from engine.checkpoint.run_settings import run_settings
-from engine.checkpoint.sharded import (
-    is_sharded,
-    pop_sharded_entries,
-    save_sharded,
-    sharded_model_state,
-)
+from engine.checkpoint.sharded import pop_sharded_entries
+from engine.checkpoint.sharded_state import save_shards, shard_layout, shard_model_state
 from engine.optim.optim_wrapper_dict import members, named_members
 
 logger = logging.getLogger("engine")
@@ -160,9 +156,9 @@ def save_checkpoint(
     }
     # As in MMEngine, hooks see (and may replace) the model weights as checkpoint["state_dict"]:
     # EMAHook puts the evaluated (averaged) weights there. Sharded: each process's shards.
-    sharded = is_sharded(runner._raw_model)
+    sharded = shard_layout(runner._raw_model) is not None
     raw = runner._raw_model
-    checkpoint["state_dict"] = sharded_model_state(raw) if sharded else _model_state_dict(runner)
+    checkpoint["state_dict"] = shard_model_state(raw) if sharded else _model_state_dict(runner)
     runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
     model_state = checkpoint.pop("state_dict")
     entries = pop_sharded_entries(checkpoint) if sharded else {}  # hook states of DTensors
@@ -190,7 +186,7 @@ def save_checkpoint(
             )
         try:
             optimizers = _optimizers(runner) if resumable else {}
-            save_sharded(tmp, raw, optimizers, model_state, entries)
+            save_shards(tmp, raw, optimizers, model_state, entries)
         except Exception as err:
             error = err
         agree_or_raise(acc, error, tmp, name, work_dir)
@@ -281,16 +277,18 @@ def _meta(runner: Any, resumable: bool) -> dict[str, Any]:
 
 # -- the model's weights -------------------------------------------------------------------
 def check_supported(accelerator: Any) -> None:
-    """Engine checkpoints hold whole (unsharded) models and optimizer states: refuse
-    FSDP/DeepSpeed runs before training rather than at the first save."""
+    """Refuse, before training, what engine cannot checkpoint. Sharded models save their
+    shards (`engine.checkpoint.sharded_state`): FSDP1/FSDP2 through DCP, DeepSpeed through
+    its engine, which exists only when Accelerate prepared the model with its optimizer."""
     from accelerate.utils import DistributedType
 
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and (
+        getattr(accelerator, "deepspeed_engine_wrapped", None) is None
+    ):
         raise NotImplementedError(
-            f"engine checkpoints of Accelerate's {accelerator.distributed_type.value} models are "
-            "not supported yet; shard with model_wrapper='fsdp2' on a plain multi-process launch "
-            "(sharded checkpoints, resume and export work there), or pass "
-            "default_hooks=dict(checkpoint=None) and save with accelerator.save_state"
+            "engine checkpoints of a DeepSpeed run save through the DeepSpeed engine, which "
+            "Accelerate builds when it prepares the model with its optimizer: use "
+            "model_wrapper=None with an optim_wrapper, or model_wrapper='fsdp2' without DeepSpeed"
         )
 
 

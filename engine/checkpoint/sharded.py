@@ -124,7 +124,7 @@ class ShardedEntry:
 
         state = {self.key: {k: v.detach().clone() for k, v in like.items()}}
         try:
-            dcp.load(state, checkpoint_id=str(self.folder / SHARDED))
+            dcp.load(state, checkpoint_id=str(self.folder / SHARDED), planner=_planner())
         except (CheckpointException, Exception) as err:  # DCP's is a BaseException
             first = _last_line(err)
             raise CheckpointError(
@@ -168,10 +168,32 @@ def load_sharded(
     )
 
     state = _states(model, optimizers)
-    dcp.load(state, checkpoint_id=str(Path(folder) / SHARDED))
+    dcp.load(state, checkpoint_id=str(Path(folder) / SHARDED), planner=_planner())
     set_model_state_dict(model, state["model"])
     for name, optimizer in optimizers.items():
         set_optimizer_state_dict(model, optimizer, state[f"optimizer.{name}"])
+
+
+def _planner():
+    """DCP's load planner without its guess that a checkpoint comes from torch <= 2.3.
+
+    When the checkpoint holds keys this process does not load, DCP re-flattens the state in
+    the 2.3 layout, which leaves ``param_groups`` whole and then fails on it. FSDP1 causes
+    this: a process whose shard of a small tensor is empty holds no entry for it. Engine's
+    checkpoints are never in the 2.3 layout.
+    """
+    from torch.distributed.checkpoint.default_planner import (
+        DefaultLoadPlanner,
+        create_default_local_load_plan,
+    )
+
+    class CurrentLayoutPlanner(DefaultLoadPlanner):
+        def create_local_plan(self):
+            return create_default_local_load_plan(
+                self.state_dict, self.metadata, not self.allow_partial_load
+            )
+
+    return CurrentLayoutPlanner()
 
 
 def consolidated_model_state(folder: Path) -> dict[str, torch.Tensor]:

@@ -112,6 +112,7 @@ def wrap_separately(model: nn.Module, accelerator: Any) -> nn.Module:
     Returns:
         `model` itself, its wrapped children replaced.
     """
+    _refuse_joint_only(accelerator)
     model.to(accelerator.device)
     for name, child in list(model.named_children()):
         if not any(p.requires_grad for p in child.parameters()):
@@ -124,6 +125,19 @@ def wrap_separately(model: nn.Module, accelerator: Any) -> nn.Module:
                 _no_reduction_while_frozen(prepared)
             setattr(model, name, prepared)
     return model
+
+
+def _refuse_joint_only(accelerator: Any) -> None:
+    """DeepSpeed and Accelerate's FSDP2 build from the model and its optimizers together, so
+    they cannot wrap children one at a time."""
+    kind = getattr(getattr(accelerator, "distributed_type", None), "value", None)
+    if kind == "DEEPSPEED" or (kind == "FSDP" and getattr(accelerator, "is_fsdp2", False)):
+        name = "DeepSpeed" if kind == "DEEPSPEED" else "FSDP version 2"
+        raise ValueError(
+            f"model_wrapper='separate' prepares each child on its own, which {name} cannot "
+            "(it prepares the model with its optimizers): use model_wrapper='fsdp2' (each "
+            "child's optimizer over sharded parameters), or launch with DDP or FSDP version 1"
+        )
 
 
 def distributed_wrappers(module: nn.Module) -> list[nn.Module]:

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.optim.sharded_clip import fsdp1_clip_grad_norm_, fsdp1_roots, is_fsdp1_run
+
 
 class ClipGradTypeError(TypeError, AssertionError):
     """``clip_grad`` is not a dict. Also an AssertionError, which MMEngine raises for it, so
@@ -86,6 +88,20 @@ def clip_gradients(
             return nn.utils.clip_grad_norm_(params, **cfg)
         nn.utils.clip_grad_value_(params, **cfg)
         return None
+    if getattr(getattr(accelerator, "distributed_type", None), "value", None) == "FSDP":
+        # Accelerate refuses value clipping under FSDP, but clamping each element of each
+        # shard is exact. Its norm clipping matches our parameters against the model's
+        # (order and all) and otherwise takes FSDP1's per-shard norm, or unscales FSDP2's
+        # fp16 gradients twice: unscale once here, then a global norm (sharded_clip for
+        # FSDP1; torch's own over FSDP2's DTensor gradients, reduced over every shard).
+        accelerator.unscale_gradients(optimizer=optimizer)
+        if kind == "value":
+            nn.utils.clip_grad_value_(params, **cfg)
+            return None
+        if is_fsdp1_run(accelerator):
+            every = [p for group in optimizer.param_groups for p in group["params"]]
+            return fsdp1_clip_grad_norm_(every, fsdp1_roots(accelerator._models), **cfg)
+        return nn.utils.clip_grad_norm_(params, **cfg)
     if kind == "value":
         accelerator.clip_grad_value_(params, **cfg)
         return None

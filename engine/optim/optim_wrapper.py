@@ -23,6 +23,7 @@ from engine.model.wrappers import no_sync
 from engine.optim.accumulation import AccumulationWindows, apply_partial_window, warn_placement
 from engine.optim.base_optim_wrapper import BaseOptimWrapper
 from engine.optim.grad_clip import clip_gradients, grad_norm, parse_clip_grad
+from engine.optim.sharded_clip import deepspeed_grad_norm
 from engine.optim.token_weighting import ItemWeighting
 
 _NO_GRAD_NORM = None
@@ -78,6 +79,7 @@ class OptimWrapper(BaseOptimWrapper):
         self._inner_optimizer = optimizer
         self._multi_process = False
         self._message_hub: MessageHub | None = None
+        self._deepspeed = False  # DeepSpeed clips and steps inside backward
         self._items = ItemWeighting()  # used when update_params gets num_items
         if accelerator is not None:
             self.attach(accelerator)
@@ -105,6 +107,7 @@ class OptimWrapper(BaseOptimWrapper):
         )
         self._inner_optimizer = self.optimizer if inner is None else inner
         self._multi_process = accelerator.num_processes > 1
+        self._deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
 
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
         """Place the accumulation window: ``init_counts`` micro-batches done of ``max_counts``.
@@ -157,6 +160,9 @@ class OptimWrapper(BaseOptimWrapper):
                 # gradients must be unscaled and overflows skipped, which only Accelerate's
                 # AcceleratedOptimizer does. (The Runner has prepared it by now.)
                 self.attach(acc, acc.prepare_optimizer(self.optimizer))
+            if self._deepspeed:  # it steps inside this backward at a window's end, whether
+                # or not the train_step used optim_context: tell it which micro-batch this is
+                acc.gradient_state._set_sync_gradients(self.should_sync())
             steps = acc.gradient_accumulation_steps
             # Accelerate divides by its own fixed step count; `scale_loss` has already
             # divided by the true window size, so undo Accelerate's division.
@@ -165,6 +171,12 @@ class OptimWrapper(BaseOptimWrapper):
 
     def step(self, **kwargs: Any) -> None:
         """Clip (if configured) and step the optimizer."""
+        if self._deepspeed:  # DeepSpeed clipped and stepped in backward (its gradient_clipping,
+            # engine.runner.deepspeed_config); Accelerate's prepared optimizer's step is a no-op
+            self.last_grad_norm = deepspeed_grad_norm(self.accelerator)
+            self.accelerator.gradient_state._set_sync_gradients(True)
+            self.optimizer.step(**kwargs)
+            return
         if self._clip is not None:
             self.last_grad_norm = clip_gradients(self._clip, self.optimizer, self.accelerator)
         elif self._plain_gradients():

@@ -67,8 +67,9 @@ class ItemWeighting:
         kind = getattr(getattr(accelerator, "distributed_type", None), "name", "")
         if kind in _GRADS_ELSEWHERE:
             raise ValueError(
-                f"num_items weighting rescales param.grad, which {kind} keeps to itself; "
-                "return a loss without num_items under this backend"
+                f"num_items weighting rescales param.grad at the window's end, but {kind} "
+                "steps inside backward on gradients it keeps to itself: return a loss without "
+                "num_items under this backend, or train with DDP or model_wrapper='fsdp2'"
             )
         dtype = torch.float64 if loss.device.type != "mps" else torch.float32  # exact counts
         if not isinstance(num_items, torch.Tensor):  # a fill on the device, not a copy to it

@@ -26,6 +26,7 @@ from engine.model.base_model import attach_wrapper
 from engine.model.wrappers import DEFAULT_WRAPPER_NAMES, FSDP_WRAPPER_NAMES
 from engine.optim.optim_wrapper_dict import members
 from engine.runner.build import build_dataloader
+from engine.runner.deepspeed_config import configure_deepspeed, loader_batch_size
 
 logger = logging.getLogger("engine")
 
@@ -260,13 +261,18 @@ def needs_joint_prepare(accelerator: Any, model_wrapper: Any) -> bool:
     return whole and accelerator.distributed_type in joint
 
 
-def prepare_with_optimizers(model: nn.Module, optim_wrapper: Any, accelerator: Any) -> nn.Module:
+def prepare_with_optimizers(
+    model: nn.Module, optim_wrapper: Any, accelerator: Any, train_dataloader: Any = None
+) -> nn.Module:
     """Prepare `model` and every optimizer of `optim_wrapper` in one ``accelerator.prepare``
     call (see `needs_joint_prepare`), attaching each wrapper to its prepared optimizer.
+    Under DeepSpeed the config first takes the wrapper's clipping and accumulation
+    (`engine.runner.deepspeed_config`), and `train_dataloader`'s batch size where 'auto'.
 
     Returns:
         The prepared model; forward passes of its steps run through it, as `prepare_model`.
     """
+    configure_deepspeed(accelerator, optim_wrapper, loader_batch_size(train_dataloader))
     wrappers = members(optim_wrapper)
     prepared, *optimizers = accelerator.prepare(model, *[w.optimizer for w in wrappers])
     for wrapper, optimizer in zip(wrappers, optimizers):

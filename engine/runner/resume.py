@@ -41,7 +41,9 @@ from engine.checkpoint.save import (
     stateful_hooks,
     work_dir_of,
 )
-from engine.checkpoint.sharded import has_sharded_state, load_sharded, with_sharded_entries
+from engine.checkpoint.sharded import with_sharded_entries
+from engine.checkpoint.sharded_state import has_shards as has_sharded_state
+from engine.checkpoint.sharded_state import load_shards as load_sharded
 from engine.hooks.hook import Hook
 from engine.runner.resume_checks import check_optimizer_fits, replan_for_data, report_changes
 

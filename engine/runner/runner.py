@@ -209,7 +209,7 @@ class Runner(RunnerAttributes, RunnerEntryPoints):
             # DeepSpeed/FSDP: Accelerate prepares the model with its optimizers. Not run on
             # this project's CPU machines (see docs/distributed.md).
             self.optim_wrapper = build_optim_wrapper(model, optim_wrapper, acc)
-            self.model = prepare_with_optimizers(model, self.optim_wrapper, acc)
+            self.model = prepare_with_optimizers(model, self.optim_wrapper, acc, train_dataloader)
             self._raw_model = acc.unwrap_model(self.model)
         else:
             self.model = wrap_model(model, acc, model_wrapper)
