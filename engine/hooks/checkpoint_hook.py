@@ -67,7 +67,8 @@ class CheckpointHook(Hook):
         async_save: write checkpoints in a background thread: training waits only while
             the state is copied to CPU (`engine.checkpoint.async_writer`); saves stay atomic,
             one is in flight at a time, retention waits until it is published, and a failed
-            write raises at the next save or at the end of training. Not for sharded models.
+            write raises at the next save or at the end of training. Holds one checkpoint's
+            worth of host memory for the copy while training. Not for sharded models.
 
     A save that falls inside a gradient-accumulation window waits for the window's end
     (the open window's gradients are not saved), so every checkpoint resumes exactly.
