@@ -5,8 +5,8 @@ trains with AdamW under `engine.Runner`, saving a checkpoint (weights, AdamW's t
 about 3x ``--mb``) every ``--interval`` iterations with `engine.CheckpointHook`. Each round
 runs it once with synchronous saves and once with ``async_save=True``, alternating. Right
 before and after each synchronous save it writes and fsyncs a file the size of a checkpoint
-in the same work_dir: the disk's sequential write speed, measured in the same run (a shared disk's
-speed changes from minute to minute). Printed (markdown):
+in the same work_dir: the disk's sequential write speed, measured in the same run (a shared
+disk's speed changes from minute to minute). Printed (markdown):
 
 * the disk's speed (write + fsync, 16 MiB writes from one buffer);
 * the synchronous save's MB/s (checkpoint bytes / time in ``CheckpointHook.save``), save by
@@ -17,7 +17,7 @@ speed changes from minute to minute). Printed (markdown):
   save) as a share of the synchronous save's time, goal <= 10%; and the background write.
 
 Usage: ``python bench/async_save.py [--mb 300] [--rounds 2] [--saves 3] [--nan-policy stop]``
-``[--dir DIR]``
+``[--dir work_dirs]`` (``--dir``: a folder on the disk to test).
 """
 
 from __future__ import annotations
@@ -199,9 +199,10 @@ def main() -> None:
     parser.add_argument(
         "--nan-policy", default="stop", help="Runner's nan_policy ('stop': default)"
     )
-    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir here)")
+    parser.add_argument("--dir", default="work_dirs", help="the disk to test (a temp dir in it)")
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="async_save_", dir=args.dir or Path.cwd()))
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="async_save_", dir=args.dir))
     load_before = os.getloadavg()
     results: dict[bool, list[dict]] = {False: [], True: []}
     size = int(3 * args.mb * MB)  # weights and AdamW's two moments; the first save tells

@@ -224,6 +224,24 @@ def test_an_exception_in_training_waits_for_the_save_in_flight(tmp_path, monkeyp
     assert not (tmp_path / ".tmp_iter_4").exists()
 
 
+def test_the_copy_keeps_tied_tensors_tied_outlives_updates_and_reuses_its_buffers():
+    buffers = async_writer.StagingBuffers()
+    w, step = torch.randn(4, 4), torch.tensor(3.0)
+    before = w.clone()
+    state = {"w": w, "tied": w, "t": w.t(), "state": {0: {"step": step}}, "lr": (0.1, "x")}
+    first = buffers.copy(state)
+    w.add_(1.0)
+    step.add_(1.0)  # training goes on, in place
+    assert first["w"] is first["tied"] and first["w"] is not first["t"]
+    assert torch.equal(first["w"], before) and torch.equal(first["t"], before.t())
+    assert first["state"][0]["step"].item() == 3.0 and first["lr"] == (0.1, "x")
+    ptrs = {first[k].data_ptr() for k in ("w", "t")}
+    buffers.release()  # the save is written: its buffers serve the next one
+    second = buffers.copy(state)
+    assert {second[k].data_ptr() for k in ("w", "t")} == ptrs
+    assert torch.equal(second["w"], w) and second["state"][0]["step"].item() == 4.0
+
+
 def test_async_save_must_be_a_bool():
     with pytest.raises(
         TypeError, match=r"^CheckpointHook async_save must be True or False, got 'yes'$"

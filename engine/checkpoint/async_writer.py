@@ -74,6 +74,8 @@ class StagingBuffers:
         memo = {} if memo is None else memo
         if isinstance(value, torch.Tensor):
             value = value.detach()
+            if value.layout != torch.strided:  # sparse state (SparseAdam): a plain copy
+                return value.to("cpu", copy=True)
             view = (
                 value.device,
                 value.untyped_storage().data_ptr(),
