@@ -232,6 +232,10 @@ class AsyncWriter:
         ending training): its error, if any, is logged and its partial folder removed."""
         if self._pending is None:
             return
+        if self._thread is not None and self._thread.is_alive():
+            logger.warning(
+                "Training stopped; waiting for checkpoint %s to be written", self.in_flight
+            )
         work_dir, name, error = self._join()
         if error is not None:
             shutil.rmtree(work_dir / f".tmp_{name}", ignore_errors=True)
