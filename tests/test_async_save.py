@@ -67,8 +67,13 @@ def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 def test_async_saves_write_what_sync_saves_write_and_resume_the_same(tmp_path, reference):
     sync, background = tmp_path / "sync", tmp_path / "async"
-    _assert_equal_weights(_weights(_train(sync, False)), reference)
-    _assert_equal_weights(_weights(_train(background, True)), reference)
+    runs = {run: _train(run, run is background) for run in (sync, background)}
+    for run, runner in runs.items():
+        _assert_equal_weights(_weights(runner), reference)
+        # MMEngine's message-hub keys name the folders once they are published
+        hub = runner.message_hub
+        assert hub.get_info("last_ckpt") == str(run / "iter_12")
+        assert hub.get_info("best_ckpt") == str(run / "best_accuracy_top1")
     names = checkpoints(sync)
     assert names == checkpoints(background)
     assert {"iter_8", "iter_12"} <= set(names) and "iter_4" not in names  # two kept
