@@ -106,6 +106,8 @@ class CheckpointConfig:
     """Keep only the newest this many periodic checkpoints; None: keep all."""
     save_best: bool = False
     """Also keep best_<metric>/, the weights with the best --monitor metric so far."""
+    async_save: bool = False
+    """Write checkpoints in a background thread; training waits only while the state is copied."""
 
 
 @dataclass
@@ -218,6 +220,7 @@ class RunConfig:
             by_epoch=by_epoch,
             max_keep_ckpts=-1 if ckpt.max_keep_ckpts is None else ckpt.max_keep_ckpts,
             save_best=(self.monitor or "auto") if ckpt.save_best else None,
+            async_save=ckpt.async_save,
         )
         custom_hooks: list[dict[str, Any]] = []
         if extras.ema_momentum is not None:

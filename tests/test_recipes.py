@@ -91,7 +91,7 @@ def test_train_recipe_help_lists_every_flag_with_its_docstring():
         **field_docstrings(config_source, "CheckpointConfig"),
         **field_docstrings(config_source, "ExtrasConfig"),
     }
-    assert len(docs) == 6 + 14 + 8 + 3 + 2  # recipe, RunConfig, OptimConfig and the groups
+    assert len(docs) == 6 + 14 + 8 + 4 + 2  # recipe, RunConfig, OptimConfig and the groups
     assert "--config FILE" in out and "--print-config" in out
     for name, doc in docs.items():
         assert f"--{name.replace('_', '-')}" in out, name

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint.checkpoint_files import CheckpointFiles
 from engine.checkpoint.data_position import data_seed, loader_length
 from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
@@ -115,7 +116,12 @@ def at_window_end(runner: Any) -> bool:
 
 
 def save_checkpoint(
-    runner: Any, name: str, *, update_last: bool = True, resumable: bool = True
+    runner: Any,
+    name: str,
+    *,
+    update_last: bool = True,
+    resumable: bool = True,
+    writer: Any = None,
 ) -> Path:
     """Write a checkpoint of `runner` to ``work_dir/<name>/``, atomically.
 
@@ -129,9 +135,12 @@ def save_checkpoint(
         name: the folder name, e.g. ``'iter_400'``; an existing folder of that name is replaced.
         update_last: point ``work_dir/last_checkpoint`` at it (periodic saves do).
         resumable: also write the optimizer and RNG states (best checkpoints do not).
+        writer: an idle `engine.checkpoint.async_writer.AsyncWriter`: the main process
+            copies the state and returns while the writer's thread writes and publishes
+            the folder (``writer.wait`` raises its errors); None writes before returning.
 
     Returns:
-        The checkpoint folder.
+        The checkpoint folder (with a `writer`: once published).
 
     Example:
         >>> save_checkpoint(runner, f"iter_{runner.iter}")   # e.g. from a SIGTERM handler
@@ -157,6 +166,8 @@ def save_checkpoint(
     # As in MMEngine, hooks see (and may replace) the model weights as checkpoint["state_dict"]:
     # EMAHook puts the evaluated (averaged) weights there. Sharded: each process's shards.
     sharded = shard_layout(runner._raw_model) is not None
+    if writer is not None:
+        writer.check(runner._raw_model)  # before any work: what cannot be saved in the background
     raw = runner._raw_model
     checkpoint["state_dict"] = shard_model_state(raw) if sharded else _model_state_dict(runner)
     runner.hooks.call("before_save_checkpoint", runner, checkpoint=checkpoint)
@@ -190,36 +201,63 @@ def save_checkpoint(
         except Exception as err:
             error = err
         agree_or_raise(acc, error, tmp, name, work_dir)
+    files = None
     try:
         if acc.is_main_process:
-            if not sharded:
-                _write_model(
-                    tmp, model_state, describe_model(runner._raw_model, runner_config(runner))
-                )
-            if resumable and runner.optim_wrapper is not None and not sharded:
-                _write_optimizer(tmp, runner.optim_wrapper.state_dict())
-            if tensors:
-                save_tensors(tmp / TENSORS, tensors)
-            write_json(tmp / STATE, payload)
-            for rank, state in enumerate(rng_states):
-                write_json(tmp / f"rng_state_{rank}.json", state)
-            write_manifest(tmp)  # last: a folder with a valid manifest was written whole
+            optimizer = runner.optim_wrapper if resumable and not sharded else None
+            files = CheckpointFiles(
+                work_dir,
+                name,
+                model=None if sharded else model_state,
+                about={} if sharded else describe_model(runner._raw_model, runner_config(runner)),
+                optimizer=None if optimizer is None else optimizer.state_dict(),
+                tensors=tensors,
+                payload=payload,
+                rng_states=rng_states,
+                update_last=update_last,
+            )
+            if writer is None:
+                write_files(files)
+        if writer is not None:  # the main process copies the state, a thread writes it
+            writer.submit(acc, work_dir, name, files)
     except Exception as err:
         error = err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     agree_or_raise(acc, error, tmp, name, work_dir)
+    if writer is not None:
+        return final
     try:
         if acc.is_main_process:
-            fsync_dir(tmp)
-            publish(tmp, final)
-            if update_last:
-                write_text_atomic(work_dir / LAST, name + "\n")
+            publish_files(files)
     except Exception as err:
         error = err
     agree_or_raise(acc, error, tmp, name, work_dir)
     return final
+
+
+def write_files(files: CheckpointFiles) -> None:
+    """Write `files` into ``files.tmp`` (which exists), each file fsynced, the manifest last."""
+    tmp = files.tmp
+    if files.model is not None:
+        _write_model(tmp, files.model, files.about)
+    if files.optimizer is not None:
+        _write_optimizer(tmp, files.optimizer)
+    if files.tensors:
+        save_tensors(tmp / TENSORS, files.tensors)
+    write_json(tmp / STATE, files.payload)
+    for rank, state in enumerate(files.rng_states):
+        write_json(tmp / f"rng_state_{rank}.json", state)
+    write_manifest(tmp)  # last: a folder with a valid manifest was written whole
+
+
+def publish_files(files: CheckpointFiles) -> None:
+    """Rename ``files.tmp`` to ``files.final``; then, if asked, point ``last_checkpoint`` at it."""
+    fsync_dir(files.tmp)
+    publish(files.tmp, files.final)
+    if files.update_last:
+        write_text_atomic(files.work_dir / LAST, files.name + "\n")
 
 
 def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:

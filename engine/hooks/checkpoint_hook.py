@@ -13,8 +13,11 @@ import logging
 import math
 import re
 import shutil
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from engine.checkpoint.async_writer import AsyncWriter
 from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import read_engine_state
 from engine.checkpoint.io import STATE, CheckpointError
@@ -61,6 +64,11 @@ class CheckpointHook(Hook):
             only the model weights are published, whatever keys are named.
         out_dir, file_client_args, backend_args: accepted for MMEngine configs; checkpoints
             are written under ``work_dir`` (a different ``out_dir`` is said once).
+        async_save: write checkpoints in a background thread: training waits only while
+            the state is copied to CPU (`engine.checkpoint.async_writer`); saves stay atomic,
+            one is in flight at a time, retention waits until it is published, and a failed
+            write raises at the next save or at the end of training. Holds one checkpoint's
+            worth of host memory for the copy while training. Not for sharded models.
 
     A save that falls inside a gradient-accumulation window waits for the window's end
     (the open window's gradients are not saved), so every checkpoint resumes exactly.
@@ -90,10 +98,13 @@ class CheckpointHook(Hook):
         published_keys: str | list[str] | None = None,
         file_client_args: dict | None = None,
         backend_args: dict | None = None,
+        async_save: bool = False,
     ) -> None:
         check_int("interval", interval)
         check_int("max_keep_ckpts", max_keep_ckpts)
         check_int("save_begin", save_begin, low=0)
+        if not isinstance(async_save, bool):
+            raise TypeError(f"CheckpointHook async_save must be True or False, got {async_save!r}")
         keys, rules = metrics_and_rules(save_best, rule)
         # MMEngine's names for where files go (local disk here; ported code reads them).
         self.file_client, self.file_backend = file_access(file_client_args, backend_args)
@@ -113,6 +124,8 @@ class CheckpointHook(Hook):
         self.last_saved_iter = -1
         self._pending: str | None = None  # a name template waiting for the window's end
         self._training = False
+        self._writer = AsyncWriter() if async_save else None  # None: saves write at once
+        self._on_publish: list[Callable[[], None]] = []  # what waits for the save in flight
 
     # -- state that survives resume -------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -135,6 +148,9 @@ class CheckpointHook(Hook):
     def before_train(self, runner) -> None:
         work_dir_of(runner)  # clear errors now rather than at the first save
         check_supported(runner.accelerator)
+        if self._writer is not None:
+            self._writer.check(runner._raw_model)
+        self._on_publish = []
         self._training = True
         if self.by_epoch and runner.state.max_epochs is None and self.interval > 0:
             logger.warning(
@@ -166,12 +182,18 @@ class CheckpointHook(Hook):
         state = runner.state
         if self.by_epoch and state.max_epochs is None and self.save_last:
             self.save(runner, self._template("iter").format(state.iter))
+        self._finish_saving(runner)  # the last checkpoint is published before training ends
+        if self._writer is not None:
+            self._writer.close()
         if self.published_keys is not None and self.kept and runner.accelerator.is_main_process:
             last = work_dir_of(runner) / self.kept[-1]
             out = export_weights(
                 last, work_dir_of(runner) / f"{self.kept[-1]}-published.safetensors"
             )
             logger.info("Published the weights of %s to %s", last, out)
+
+    def after_run(self, runner) -> None:
+        self._finish_saving(runner)  # (saves are waited for at after_train already)
 
     def after_train_iter(
         self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None
@@ -216,9 +238,12 @@ class CheckpointHook(Hook):
             if not math.isfinite(score) or (best is not None and not _RULES[rule](score, best)):
                 continue
             runner.state.best_scores[key] = score
-            folder = save_checkpoint(runner, best_name(key), update_last=False, resumable=False)
+            self._finish_saving(runner)
+            folder = save_checkpoint(
+                runner, best_name(key), update_last=False, resumable=False, writer=self._writer
+            )
             logger.info("Best %s so far: %.4f; saved %s", key, score, folder)
-            self._publish_best(runner, key, score, str(folder))
+            self._when_published(partial(self._publish_best, runner, key, score, str(folder)))
 
     # -- helpers --------------------------------------------------------------------------
     @property
@@ -270,17 +295,46 @@ class CheckpointHook(Hook):
         state = runner.state
         if state.iter == self.last_saved_iter:
             return  # this point is saved (a run resumed at an epoch's end redoes the epoch end)
+        self._finish_saving(runner)  # one save in flight: the previous one is published first
         self.last_saved_iter = state.iter
         if name in self.kept:
             self.kept.remove(name)
         self.kept.append(name)  # before saving: the checkpoint's own hook state lists it
         logger.info("Saving checkpoint %s (%d iterations done)", name, state.iter)
         folder = save_checkpoint(
-            runner, name, update_last=self.save_optimizer, resumable=self.save_optimizer
+            runner,
+            name,
+            update_last=self.save_optimizer,
+            resumable=self.save_optimizer,
+            writer=self._writer,
         )
+        self._when_published(partial(self._published, runner, str(folder)))
+
+    def _when_published(self, action: Callable[[], None]) -> None:
+        """Run `action` once the save just started is published: at once when saving
+        synchronously, else when the background save is waited for."""
+        if self._writer is None:
+            action()
+        else:
+            self._on_publish.append(action)
+
+    def _finish_saving(self, runner) -> None:
+        """Wait for the background save in flight, if any (its error is raised here, on
+        every process), then do what waited for it to be published."""
+        if self._writer is None:
+            return
+        actions, self._on_publish = self._on_publish, []
+        if self._writer.wait(runner.accelerator) is not None:
+            for action in actions:
+                action()
+
+    def _published(self, runner, folder: str) -> None:
         hub = getattr(runner, "message_hub", None)
         if hub is not None:  # MMEngine's key for the newest checkpoint (a folder here)
-            hub.update_info("last_ckpt", str(folder))
+            hub.update_info("last_ckpt", folder)
+        self._prune(runner)
+
+    def _prune(self, runner) -> None:
         # Older ones go only now that the new one is complete; a crash in between leaves
         # them listed in the new checkpoint's hook state, so the next save removes them.
         while 0 < self.max_keep_ckpts < len(self.kept):

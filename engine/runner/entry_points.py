@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from engine.checkpoint.async_writer import finish_on_exit
 from engine.checkpoint.lock import hold_work_dir
 from engine.hooks.signal_hook import handling_signals
 from engine.plot import plot_curves, plotting_available
@@ -57,8 +58,13 @@ class RunnerEntryPoints:
         self.hooks.call("before_run", self)
         # SIGTERM/SIGINT stop training at the next window end, with a checkpoint
         # (engine.signals); the previous handlers come back however training ends. One run
-        # at a time trains in work_dir (engine.checkpoint.lock).
-        with hold_work_dir(self.accelerator, self.work_dir), handling_signals(self.hooks):
+        # at a time trains in work_dir (engine.checkpoint.lock). A background save still in
+        # flight when training raises is waited for (engine.checkpoint.async_writer).
+        with (
+            hold_work_dir(self.accelerator, self.work_dir),
+            handling_signals(self.hooks),
+            finish_on_exit(),
+        ):
             if self._loaded != "all":
                 init_model_weights(self._raw_model, self.accelerator)  # then loads win
                 self._load_checkpoint()
