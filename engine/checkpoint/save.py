@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.optim import ZeroRedundancyOptimizer
 
 from engine.checkpoint.checkpoint_files import CheckpointFiles
 from engine.checkpoint.data_position import data_seed, loader_length
@@ -203,14 +204,19 @@ def save_checkpoint(
         agree_or_raise(acc, error, tmp, name, work_dir)
     files = None
     try:
+        optimizer = runner.optim_wrapper if resumable and not sharded else None
+        optim_state = None
+        # A ZeroRedundancyOptimizer holds a share of its state on each process and gathers
+        # it in state_dict(), a collective: then every process asks (the main one keeps it).
+        if optimizer is not None and (acc.is_main_process or _holds_zero(optimizer)):
+            optim_state = optimizer.state_dict()
         if acc.is_main_process:
-            optimizer = runner.optim_wrapper if resumable and not sharded else None
             files = CheckpointFiles(
                 work_dir,
                 name,
                 model=None if sharded else model_state,
                 about={} if sharded else describe_model(runner._raw_model, runner_config(runner)),
-                optimizer=None if optimizer is None else optimizer.state_dict(),
+                optimizer=optim_state,
                 tensors=tensors,
                 payload=payload,
                 rng_states=rng_states,
@@ -328,6 +334,15 @@ def check_supported(accelerator: Any) -> None:
             "Accelerate builds when it prepares the model with its optimizer: use "
             "model_wrapper=None with an optim_wrapper, or model_wrapper='fsdp2' without DeepSpeed"
         )
+
+
+def _holds_zero(optim_wrapper: Any) -> bool:
+    """Whether a member of `optim_wrapper` steps a ZeroRedundancyOptimizer (perhaps inside
+    Accelerate's optimizer wrapper)."""
+    return any(
+        isinstance(getattr(w.optimizer, "optimizer", w.optimizer), ZeroRedundancyOptimizer)
+        for w in members(optim_wrapper)
+    )
 
 
 def _optimizers(runner: Any) -> dict[str, torch.optim.Optimizer]:

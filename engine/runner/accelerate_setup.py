@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.utils.data import DataLoader
 
 from engine.dataset.builder import apply_sampler_seed
@@ -163,7 +164,12 @@ def prepare_optimizers(optim_wrapper: Any, accelerator: Any) -> None:
     """Prepare each wrapper's optimizer (every member of an `OptimWrapperDict`) and
     attach the wrapper to `accelerator`."""
     for wrapper in members(optim_wrapper):
-        wrapper.attach(accelerator, accelerator.prepare_optimizer(wrapper.optimizer))
+        # Accelerate's device placement round-trips the state through state_dict(), which
+        # a ZeroRedundancyOptimizer cannot answer before it consolidates its shards (every
+        # process but one fails). Its parameters are the placed model's already.
+        zero = isinstance(wrapper.optimizer, ZeroRedundancyOptimizer)
+        prepared = accelerator.prepare_optimizer(wrapper.optimizer, device_placement=not zero)
+        wrapper.attach(accelerator, prepared)
 
 
 def warn_if_whole_model_ddp_with_members(optim_wrapper: Any) -> None:
