@@ -16,6 +16,7 @@ from engine.runner.checkpoint import (
     save_checkpoint,
     weights_to_cpu,
 )
+from engine.runner.flexible_runner import FlexibleRunner
 from engine.runner.log_processor import LogProcessor
 from engine.runner.loop_objects import (
     BaseLoop,
@@ -36,6 +37,7 @@ __all__ = [
     "BaseLoop",
     "CheckpointLoader",
     "EpochBasedTrainLoop",
+    "FlexibleRunner",
     "IterBasedTrainLoop",
     "LogProcessor",
     "Priority",
