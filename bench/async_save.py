@@ -37,6 +37,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 
+import engine.checkpoint.checkpoint_files as files_module
 import engine.checkpoint.save as save_module
 from engine import BaseModel, CheckpointHook, Runner
 from engine.hooks.nan_guard_hook import NanGuardHook
@@ -107,8 +108,9 @@ def _timing(name: str, fn):
 
 
 # The parts of a save, timed where save.py calls them (in the writer thread when async).
-for _name in ("_write_model", "_write_optimizer", "write_manifest", "publish_files"):
-    setattr(save_module, _name, _timing(_name, getattr(save_module, _name)))
+for _name in ("_write_model", "_write_optimizer", "write_manifest"):
+    setattr(files_module, _name, _timing(_name, getattr(files_module, _name)))
+save_module.publish_files = _timing("publish_files", save_module.publish_files)
 # nan_policy='stop' (the default) checks that the weights are finite before every save.
 NanGuardHook.before_save_checkpoint = _timing("nan_check", NanGuardHook.before_save_checkpoint)
 

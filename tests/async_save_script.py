@@ -26,7 +26,7 @@ from accelerate.state import AcceleratorState, GradientState
 from safetensors import safe_open
 from torch import nn
 
-import engine.checkpoint.save
+import engine.checkpoint.checkpoint_files
 from engine import Accuracy, BaseModel, CheckpointError, Runner
 
 MAX_ITERS, INTERVAL = 12, 4
@@ -113,14 +113,14 @@ def checkpoints(work_dir: Path) -> list[str]:
 
 def kill_while_writing(name: str) -> None:
     """SIGKILL the process when the writer thread starts checkpoint `name`'s optimizer file."""
-    write_optimizer = engine.checkpoint.save._write_optimizer
+    write_optimizer = engine.checkpoint.checkpoint_files._write_optimizer
 
     def dying(folder, state):
         if folder.name == f".tmp_{name}":
             os.kill(os.getpid(), signal.SIGKILL)
         write_optimizer(folder, state)
 
-    engine.checkpoint.save._write_optimizer = dying
+    engine.checkpoint.checkpoint_files._write_optimizer = dying
 
 
 def distributed(out: Path) -> None:
@@ -141,14 +141,14 @@ def distributed(out: Path) -> None:
             assert same_contents(sync, bg), name
 
     # A writer failing on the main process raises on both, at the next save.
-    write_optimizer = engine.checkpoint.save._write_optimizer
+    write_optimizer = engine.checkpoint.checkpoint_files._write_optimizer
 
     def failing(folder, state):
         if folder.name == ".tmp_iter_4":
             raise RuntimeError("injected failure")
         write_optimizer(folder, state)
 
-    engine.checkpoint.save._write_optimizer = failing
+    engine.checkpoint.checkpoint_files._write_optimizer = failing
     runner = build(out / "failing", True, save_best=None)
     try:
         runner.train()
@@ -156,7 +156,7 @@ def distributed(out: Path) -> None:
         message = str(err)
     else:
         raise AssertionError("a failed background write was not raised")
-    engine.checkpoint.save._write_optimizer = write_optimizer
+    engine.checkpoint.checkpoint_files._write_optimizer = write_optimizer
     expected = (
         "writing checkpoint 'iter_4' in the background failed (RuntimeError: injected failure)"
         if rank == 0

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from engine import BaseModel, Runner
-from engine.checkpoint import save
+from engine.checkpoint import checkpoint_files, save
 from engine.checkpoint.io import CheckpointError
 
 
@@ -60,14 +60,14 @@ def failed_save(work_dir: Path) -> None:
     runner = build(work_dir, per_part=False)
     save.save_checkpoint(runner, "epoch_1")
     if rank() == 0:
-        real = save.write_json
+        real = checkpoint_files.write_json
 
         def full_disk(path, payload):
             if Path(path).name.startswith("rng_state"):
                 raise OSError(28, "No space left on device")
             real(path, payload)
 
-        save.write_json = full_disk
+        checkpoint_files.write_json = full_disk
     try:
         save.save_checkpoint(runner, "epoch_2")
     except CheckpointError as err:

@@ -67,14 +67,14 @@ class KillAt(Hook):
 
 def kill_while_saving(name: str) -> None:
     """Die after the weights of checkpoint `name` are written, before its other files."""
-    write_optimizer = engine.checkpoint.save._write_optimizer
+    write_optimizer = engine.checkpoint.checkpoint_files._write_optimizer
 
     def dying(folder, state):
         if folder.name == f".tmp_{name}":
             os.kill(os.getpid(), signal.SIGKILL)
         write_optimizer(folder, state)
 
-    engine.checkpoint.save._write_optimizer = dying
+    engine.checkpoint.checkpoint_files._write_optimizer = dying
 
 
 def main(argv: list[str]) -> None:

@@ -23,7 +23,7 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 import engine.checkpoint.async_writer as async_writer
-import engine.checkpoint.save
+import engine.checkpoint.checkpoint_files
 from engine import CheckpointError, CheckpointHook, Hook
 from engine.checkpoint.manifest import verify
 
@@ -137,14 +137,14 @@ def test_training_goes_on_while_one_save_at_a_time_is_written(tmp_path, monkeypa
 
 
 def _fail_optimizer_write(monkeypatch, name: str, error: Exception) -> None:
-    real = engine.checkpoint.save._write_optimizer
+    real = engine.checkpoint.checkpoint_files._write_optimizer
 
     def failing(folder, state):
         if folder.name == f".tmp_{name}":
             raise error
         real(folder, state)
 
-    monkeypatch.setattr(engine.checkpoint.save, "_write_optimizer", failing)
+    monkeypatch.setattr(engine.checkpoint.checkpoint_files, "_write_optimizer", failing)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-import engine.checkpoint.save
+import engine.checkpoint.checkpoint_files
 from engine import BaseModel, CheckpointError, CheckpointHook, Runner
 from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.save import find_latest_checkpoint
@@ -312,7 +312,7 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(work_dir, monkeyp
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(engine.checkpoint.save, "write_json", full_disk)
+    monkeypatch.setattr(engine.checkpoint.checkpoint_files, "write_json", full_disk)
     runner = make(work_dir, resume=True, train_cfg=dict(by_epoch=False, max_iters=8))
     with pytest.raises(
         CheckpointError,

@@ -7,7 +7,7 @@ agreeing that it worked) stays in the training thread, exactly as in a synchrono
 The main process then copies the weights and optimizer state to CPU (into pinned buffers
 where the tensors are on a GPU; the buffers are reused by the next save) and hands the copy
 to a thread, which writes the files, the manifest last, and publishes the folder
-(`engine.checkpoint.save.write_files`, `publish_files`). Training goes on meanwhile.
+(`engine.checkpoint.checkpoint_files.write_files`, `publish_files`). Training goes on meanwhile.
 
 The guarantees of a synchronous save hold:
 
@@ -45,11 +45,10 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint.checkpoint_files import CheckpointFiles
+from engine.checkpoint.checkpoint_files import CheckpointFiles, publish_files, write_files
 from engine.checkpoint.disk_errors import is_disk_error
 from engine.checkpoint.io import CheckpointError
 from engine.checkpoint.publish import agree_or_raise
-from engine.checkpoint.save import publish_files, write_files
 from engine.checkpoint.sharded_state import shard_layout
 
 logger = logging.getLogger("engine")

@@ -1,7 +1,7 @@
 """What the main process writes into a checkpoint folder, held as one value until written.
 
 `engine.checkpoint.save.save_checkpoint` gathers everything a checkpoint holds (weights,
-optimizer state, engine state, random states) into a `CheckpointFiles`; its `write_files`
+optimizer state, engine state, random states) into a `CheckpointFiles`; `write_files` here
 puts them into the temporary folder, manifest last, and `publish_files` renames the folder
 into place. A synchronous save does both at once; an asynchronous one
 (`engine.checkpoint.async_writer`) copies the tensors first and does both in a thread.
@@ -19,6 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from engine.checkpoint.io import (
+    LAST,
+    MODEL,
+    OPTIMIZER,
+    STATE,
+    TENSORS,
+    fsync_dir,
+    save_tensors,
+    torch_save,
+    write_json,
+    write_text_atomic,
+)
+from engine.checkpoint.manifest import write_manifest
+from engine.checkpoint.publish import publish
 
 
 @dataclass
@@ -57,3 +72,35 @@ class CheckpointFiles:
     def final(self) -> Path:
         """The folder's name once published."""
         return self.work_dir / self.name
+
+
+def write_files(files: CheckpointFiles) -> None:
+    """Write `files` into ``files.tmp`` (which exists), each file fsynced, the manifest last."""
+    tmp = files.tmp
+    if files.model is not None:
+        _write_model(tmp, files.model, files.about)
+    if files.optimizer is not None:
+        _write_optimizer(tmp, files.optimizer)
+    if files.tensors:
+        save_tensors(tmp / TENSORS, files.tensors)
+    write_json(tmp / STATE, files.payload)
+    for rank, state in enumerate(files.rng_states):
+        write_json(tmp / f"rng_state_{rank}.json", state)
+    write_manifest(tmp)  # last: a folder with a valid manifest was written whole
+
+
+def publish_files(files: CheckpointFiles) -> None:
+    """Rename ``files.tmp`` to ``files.final``; then, if asked, point ``last_checkpoint`` at it."""
+    fsync_dir(files.tmp)
+    publish(files.tmp, files.final)
+    if files.update_last:
+        write_text_atomic(files.work_dir / LAST, files.name + "\n")
+
+
+def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:
+    # `about`: what rebuilds the model for inference (engine.checkpoint.model_source)
+    save_tensors(folder / MODEL, state, metadata={"format": "pt", **about})
+
+
+def _write_optimizer(folder: Path, state: dict) -> None:
+    torch_save(state, folder / OPTIMIZER)

@@ -53,31 +53,21 @@ from typing import Any
 import torch
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
-from engine.checkpoint.checkpoint_files import CheckpointFiles
+from engine.checkpoint.checkpoint_files import CheckpointFiles, publish_files, write_files
 from engine.checkpoint.data_position import data_seed, loader_length
 from engine.checkpoint.export import export_weights
 from engine.checkpoint.find import checkpoint_folder, find_latest_checkpoint, read_engine_state
 from engine.checkpoint.io import (
     FORMAT,
     LAST,
-    MODEL,
-    OPTIMIZER,
-    STATE,
-    TENSORS,
     VERSION,
     CheckpointError,
     encode,
-    fsync_dir,
-    save_tensors,
-    torch_save,
-    write_json,
-    write_text_atomic,
 )
-from engine.checkpoint.manifest import write_manifest
 from engine.checkpoint.model_source import describe_model
 from engine.checkpoint.model_weights import plain_state_dict
 from engine.checkpoint.node_local import gather_rng_states, is_shared
-from engine.checkpoint.publish import agree_or_raise, publish
+from engine.checkpoint.publish import agree_or_raise
 from engine.checkpoint.run_settings import run_settings
 from engine.checkpoint.sharded import pop_sharded_entries
 from engine.checkpoint.sharded_state import save_shards, shard_layout, shard_model_state
@@ -243,42 +233,10 @@ def save_checkpoint(
     return final
 
 
-def write_files(files: CheckpointFiles) -> None:
-    """Write `files` into ``files.tmp`` (which exists), each file fsynced, the manifest last."""
-    tmp = files.tmp
-    if files.model is not None:
-        _write_model(tmp, files.model, files.about)
-    if files.optimizer is not None:
-        _write_optimizer(tmp, files.optimizer)
-    if files.tensors:
-        save_tensors(tmp / TENSORS, files.tensors)
-    write_json(tmp / STATE, files.payload)
-    for rank, state in enumerate(files.rng_states):
-        write_json(tmp / f"rng_state_{rank}.json", state)
-    write_manifest(tmp)  # last: a folder with a valid manifest was written whole
-
-
-def publish_files(files: CheckpointFiles) -> None:
-    """Rename ``files.tmp`` to ``files.final``; then, if asked, point ``last_checkpoint`` at it."""
-    fsync_dir(files.tmp)
-    publish(files.tmp, files.final)
-    if files.update_last:
-        write_text_atomic(files.work_dir / LAST, files.name + "\n")
-
-
-def _write_model(folder: Path, state: dict[str, torch.Tensor], about: dict[str, str]) -> None:
-    # `about`: what rebuilds the model for inference (engine.checkpoint.model_source)
-    save_tensors(folder / MODEL, state, metadata={"format": "pt", **about})
-
-
 def runner_config(runner: Any) -> dict | None:
     """The run's config (``Runner(cfg=...)``) as a dict, or None."""
     cfg = getattr(runner, "run_config", None)
     return cfg if isinstance(cfg, dict) else None
-
-
-def _write_optimizer(folder: Path, state: dict) -> None:
-    torch_save(state, folder / OPTIMIZER)
 
 
 def work_dir_of(runner: Any) -> Path:
